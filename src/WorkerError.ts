@@ -1,0 +1,192 @@
+/**
+ * Every public error of effect-deployments.
+ *
+ * Errors that can cross the wire are `Schema.TaggedError`s with a `reason` literal where one error has several causes;
+ * tell them apart by `_tag` and `reason`, never by parsing `message`.
+ *
+ * @since 0.1.0
+ */
+import { Schema } from "effect"
+
+/**
+ * A context lookup failed (the `KeyError` of the reference's `get_context`).
+ *
+ * - `not-registered`: no context with this key is part of the deployment that runs the lookup.
+ * - `not-entered`: the context is registered but has not finished entering, failed to enter, or has already exited.
+ */
+export class ContextNotFound extends Schema.TaggedError<ContextNotFound>()("ContextNotFound", {
+  key: Schema.String,
+  reason: Schema.Literal("not-registered", "not-entered"),
+  state: Schema.optional(Schema.String)
+}) {
+  override get message(): string {
+    return this.reason === "not-registered"
+      ? `Context "${this.key}" is not registered with this deployment`
+      : `Context "${this.key}" is registered but not entered (state: ${this.state ?? "unknown"})`
+  }
+}
+
+/** A context's `enter` or `exit` did not finish within its timeout. */
+export class ContextTimeout extends Schema.TaggedError<ContextTimeout>()("ContextTimeout", {
+  key: Schema.String,
+  phase: Schema.Literal("enter", "exit"),
+  timeoutMillis: Schema.Number
+}) {
+  override get message(): string {
+    return `Context "${this.key}" did not ${this.phase} within ${this.timeoutMillis} ms`
+  }
+}
+
+/** One failing field of a payload. `path` is the field path, e.g. `["image"]` or `["boxes", 2, "x"]`. */
+export class FieldIssue extends Schema.Class<FieldIssue>("FieldIssue")({
+  path: Schema.Array(Schema.Union(Schema.String, Schema.Number)),
+  message: Schema.String
+}) {}
+
+/** A call's payload did not decode against the remote's payload schema. Lists every failing field. */
+export class PayloadInvalid extends Schema.TaggedError<PayloadInvalid>()("PayloadInvalid", {
+  remote: Schema.String,
+  issues: Schema.Array(FieldIssue)
+}) {
+  override get message(): string {
+    const fields = this.issues.map((i) => `${i.path.length === 0 ? "(payload)" : i.path.join(".")}: ${i.message}`)
+    return `Invalid payload for remote "${this.remote}": ${fields.join("; ")}`
+  }
+}
+
+/** A call named a remote function that the deployment does not have. */
+export class RemoteNotFound extends Schema.TaggedError<RemoteNotFound>()("RemoteNotFound", {
+  remote: Schema.String,
+  known: Schema.Array(Schema.String)
+}) {
+  override get message(): string {
+    return `No remote function "${this.remote}"; known: ${this.known.join(", ") || "(none)"}`
+  }
+}
+
+/**
+ * The worker cannot take the call.
+ *
+ * - `starting`: contexts are still entering.
+ * - `draining` / `stopped`: the worker is shutting down.
+ * - `failed`: start-up failed.
+ * - `queue-full`: the remote's queue is at `maxQueue` (or its estimated wait exceeds `maxQueueTime`).
+ */
+export class WorkerUnavailable extends Schema.TaggedError<WorkerUnavailable>()("WorkerUnavailable", {
+  reason: Schema.Literal("starting", "draining", "stopped", "failed", "queue-full", "unreachable"),
+  detail: Schema.optional(Schema.String)
+}) {
+  override get message(): string {
+    return `Worker unavailable (${this.reason})${this.detail ? `: ${this.detail}` : ""}`
+  }
+}
+
+/** A call ran past the worker's per-call timeout and was interrupted. */
+export class CallTimeout extends Schema.TaggedError<CallTimeout>()("CallTimeout", {
+  remote: Schema.String,
+  timeoutMillis: Schema.Number
+}) {
+  override get message(): string {
+    return `Remote "${this.remote}" did not finish within ${this.timeoutMillis} ms`
+  }
+}
+
+/**
+ * A call failed for a reason other than the remote's declared error: a defect in the handler (`defect`, with an `id`
+ * to find it in the worker's log), an undecodable result (`encode`), or a transport fault seen by a client (`transport`,
+ * `protocol`).
+ */
+export class CallFailed extends Schema.TaggedError<CallFailed>()("CallFailed", {
+  remote: Schema.String,
+  reason: Schema.Literal("defect", "encode", "transport", "protocol", "interrupted"),
+  detail: Schema.String,
+  id: Schema.optional(Schema.String)
+}) {
+  override get message(): string {
+    return `Remote "${this.remote}" failed (${this.reason}): ${this.detail}${this.id ? ` [id ${this.id}]` : ""}`
+  }
+}
+
+/** One context's outcome in a failed start-up or shutdown. */
+export class ContextFailure extends Schema.Class<ContextFailure>("ContextFailure")({
+  key: Schema.String,
+  reason: Schema.Literal("failed", "timed-out", "interrupted"),
+  detail: Schema.String
+}) {}
+
+/**
+ * Start-up failed: `context` is the context that failed first (or the benchmarked remote when `reason` is
+ * `benchmark-failed`); every context in `rolledBack` was entered and then exited again, with the failure.
+ */
+export class StartupFailed extends Schema.TaggedError<StartupFailed>()("StartupFailed", {
+  context: Schema.String,
+  reason: Schema.Literal("failed", "timed-out", "interrupted", "benchmark-failed"),
+  detail: Schema.String,
+  rolledBack: Schema.Array(Schema.String),
+  rollbackFailures: Schema.Array(ContextFailure)
+}) {
+  override get message(): string {
+    return `Start-up failed: context "${this.context}" ${this.reason === "timed-out" ? "timed out" : this.reason}: ${this.detail}` +
+      `; rolled back: ${this.rolledBack.length === 0 ? "(none)" : this.rolledBack.join(", ")}` +
+      (this.rollbackFailures.length > 0
+        ? `; rollback failures: ${this.rollbackFailures.map((f) => `${f.key} (${f.detail})`).join(", ")}`
+        : "")
+  }
+}
+
+/** Shutdown finished, but one or more contexts failed or timed out in `exit`. Every context was still exited once. */
+export class ShutdownFailed extends Schema.TaggedError<ShutdownFailed>()("ShutdownFailed", {
+  failures: Schema.Array(ContextFailure)
+}) {
+  override get message(): string {
+    return `Shutdown: ${this.failures.length} context exit(s) failed: ${
+      this.failures.map((f) => `${f.key} ${f.reason}: ${f.detail}`).join("; ")
+    }`
+  }
+}
+
+/**
+ * The deployment definition is inconsistent. Raised by `Deployment.make`, like a decorator error in the reference.
+ */
+export class DeploymentInvalid extends Schema.TaggedError<DeploymentInvalid>()("DeploymentInvalid", {
+  reason: Schema.Literal(
+    "duplicate-remote",
+    "duplicate-context",
+    "benchmark-missing",
+    "benchmark-multiple",
+    "benchmark-input-invalid",
+    "dependency-missing",
+    "dependency-cycle"
+  ),
+  names: Schema.Array(Schema.String),
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return this.detail
+  }
+}
+
+/**
+ * A remote failed with its declared error. `error` is the error value; `encoded` is its encoded form (by the remote's
+ * `error` schema), which is what crosses the wire.
+ */
+export class RemoteFailure extends Schema.TaggedError<RemoteFailure>()("RemoteFailure", {
+  remote: Schema.String,
+  error: Schema.Unknown,
+  encoded: Schema.Unknown
+}) {
+  override get message(): string {
+    const e = this.error as { message?: unknown; _tag?: unknown }
+    return `Remote "${this.remote}" failed: ${typeof e?.message === "string" ? e.message : String(e?._tag ?? e)}`
+  }
+}
+
+/** The benchmark could not produce a score: a call failed, or the generator did. Start-up fails with it. */
+export class BenchmarkFailed extends Schema.TaggedError<BenchmarkFailed>()("BenchmarkFailed", {
+  remote: Schema.String,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `Benchmark of "${this.remote}" failed: ${this.detail}`
+  }
+}

@@ -1,0 +1,11 @@
+/**
+ * effect-deployments: an Effect-TS runtime for GPU inference workers.
+ *
+ * @since 0.1.0
+ */
+export * as Benchmark from "./Benchmark.js"
+export * as Deployment from "./Deployment.js"
+export * as Remote from "./Remote.js"
+export * as Worker from "./Worker.js"
+export * as WorkerContext from "./WorkerContext.js"
+export * as WorkerError from "./WorkerError.js"
