@@ -259,6 +259,16 @@ export const decodeEnvelope = (body: unknown): Effect.Effect<Envelope, WireDecod
   })
 
 /**
+ * A call's arguments after `decodeArguments`: JS values, ready for `bindArgs`.
+ *
+ * @since 0.1.0
+ */
+export interface Arguments {
+  readonly args: ReadonlyArray<unknown>
+  readonly kwargs: Record<string, unknown>
+}
+
+/**
  * Decodes the wire values of an envelope's `args` and `kwargs` with `decodeValue` (missing ones are empty). Errors
  * name paths from the body's root, e.g. `$.payload.kwargs.image.contents`.
  *
@@ -267,7 +277,7 @@ export const decodeEnvelope = (body: unknown): Effect.Effect<Envelope, WireDecod
 export const decodeArguments = (
   envelope: Envelope,
   options?: { readonly maxDepth?: number }
-): Effect.Effect<{ readonly args: ReadonlyArray<unknown>; readonly kwargs: Record<string, unknown> }, WireDecodeError> =>
+): Effect.Effect<Arguments, WireDecodeError> =>
   Effect.gen(function*() {
     const maxDepth = options?.maxDepth ?? defaultMaxDepth
     const args: Array<unknown> = []

@@ -20,7 +20,13 @@ import { Schema } from "effect"
  *
  * @since 0.1.0
  */
-export const WireDecodeReason = Schema.Literal("InvalidBytes", "UnknownType", "InvalidShape", "TooDeep", "InvalidEnvelope")
+export const WireDecodeReason = Schema.Literal(
+  "InvalidBytes",
+  "UnknownType",
+  "InvalidShape",
+  "TooDeep",
+  "InvalidEnvelope"
+)
 
 /**
  * @since 0.1.0

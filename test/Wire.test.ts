@@ -308,7 +308,9 @@ describe("Wire.encodeError", () => {
     Effect.gen(function*() {
       expect(yield* Wire.encodeValue([new Error("inner")])).toEqual({
         type: "list",
-        contents: [{ type: "obj", module: { type: "relative", path: [] }, class: "Error", contents: { message: "inner" } }]
+        contents: [
+          { type: "obj", module: { type: "relative", path: [] }, class: "Error", contents: { message: "inner" } }
+        ]
       })
       expect(yield* Wire.encodeError("just a string")).toEqual({
         type: "obj",
@@ -343,7 +345,10 @@ describe("Wire.MapFromDict", () => {
 
   it.effect("turns a string-keyed dict into a Map", () =>
     Effect.gen(function*() {
-      const decoded = yield* Wire.decodeValue({ type: "dict", contents: [["weights", { type: "dict", contents: [["1", 0.5]] }]] })
+      const decoded = yield* Wire.decodeValue({
+        type: "dict",
+        contents: [["weights", { type: "dict", contents: [["1", 0.5]] }]]
+      })
       const payload = yield* Schema.decodeUnknown(Payload)(decoded)
       expect(payload.weights).toEqual(new Map([[1, 0.5]]))
     }))
@@ -418,7 +423,8 @@ describe("Wire.decodeEnvelope / decodeArguments", () => {
 
   it.effect("keeps a __proto__ keyword as a keyword", () =>
     Effect.gen(function*() {
-      const envelope = yield* Wire.decodeEnvelope(JSON.parse("{\"payload\": {\"kwargs\": {\"__proto__\": 1, \"a\": 2}}}"))
+      const body = JSON.parse("{\"payload\": {\"kwargs\": {\"__proto__\": 1, \"a\": 2}}}")
+      const envelope = yield* Wire.decodeEnvelope(body)
       const { kwargs } = yield* Wire.decodeArguments(envelope)
       expect(Object.keys(kwargs)).toEqual(["__proto__", "a"])
       expect(Object.getPrototypeOf(kwargs)).toBe(Object.prototype)

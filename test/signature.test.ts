@@ -11,8 +11,10 @@ const keyPair = () =>
 
 // What the router does: PKCS#1 v1.5 over SHA-256 of the canonical message, base64.
 const sign = (privateKeyPem: string, message: string) =>
-  crypto.sign("sha256", Buffer.from(message, "utf8"), { key: privateKeyPem, padding: crypto.constants.RSA_PKCS1_PADDING })
-    .toString("base64")
+  crypto.sign("sha256", Buffer.from(message, "utf8"), {
+    key: privateKeyPem,
+    padding: crypto.constants.RSA_PKCS1_PADDING
+  }).toString("base64")
 
 describe("canonicalAuthMessage", () => {
   // Expected strings printed by python3: json.dumps(json.dumps({"url": u}, indent=4, sort_keys=True)).

@@ -113,7 +113,8 @@ const decodeAt = (json: unknown, path: string, depth: number, maxDepth: number):
   switch (type) {
     case "bytes": {
       if (typeof contents !== "string") {
-        return decodeFail("InvalidBytes", contentsPath, `bytes contents must be a base64 string, got ${describe(contents)}`)
+        const got = describe(contents)
+        return decodeFail("InvalidBytes", contentsPath, `bytes contents must be a base64 string, got ${got}`)
       }
       if (!base64.test(contents)) return decodeFail("InvalidBytes", contentsPath, "bytes contents is not padded base64")
       // Copy out of Buffer's shared pool: a view would expose unrelated memory through `.buffer`.
@@ -137,7 +138,8 @@ const decodeAt = (json: unknown, path: string, depth: number, maxDepth: number):
 
 const decodeDict = (contents: unknown, path: string, depth: number, maxDepth: number): unknown => {
   if (!Array.isArray(contents)) {
-    return decodeFail("InvalidShape", path, `dict contents must be an array of [key, value] pairs, got ${describe(contents)}`)
+    const got = describe(contents)
+    return decodeFail("InvalidShape", path, `dict contents must be an array of [key, value] pairs, got ${got}`)
   }
   const entries: Array<readonly [unknown, unknown]> = []
   let allStrings = true
@@ -170,13 +172,15 @@ const decodeObj = (json: Record<string, unknown>, path: string, depth: number, m
       !isPlainObject(mod) || (mod["type"] !== "relative" && mod["type"] !== "absolute") ||
       !Array.isArray(mod["path"]) || !mod["path"].every((p) => typeof p === "string")
     ) {
-      return decodeFail("InvalidShape", modPath, `obj module must be {"type": "relative" | "absolute", "path": [strings]}`)
+      const expected = `{"type": "relative" | "absolute", "path": [strings]}`
+      return decodeFail("InvalidShape", modPath, `obj module must be ${expected}`)
     }
   }
   const contents = json["contents"]
   const contentsPath = pathKey(path, "contents")
   if (!isPlainObject(contents)) {
-    return decodeFail("InvalidShape", contentsPath, `obj contents must be an object of fields, got ${describe(contents)}`)
+    const got = describe(contents)
+    return decodeFail("InvalidShape", contentsPath, `obj contents must be an object of fields, got ${got}`)
   }
   const out: Record<string, unknown> = {}
   for (const key of Object.keys(contents)) {
@@ -278,7 +282,8 @@ const encodeObject = (value: object, path: string, depth: number, state: EncodeS
   return encodeFail(
     "UnsupportedValue",
     path,
-    `${describe(value)} cannot be sent; encode it with its Schema first (plain objects, arrays, Maps and Uint8Arrays can)`
+    `${describe(value)} cannot be sent; encode it with its Schema first ` +
+      "(plain objects, arrays, Maps and Uint8Arrays can)"
   )
 }
 
