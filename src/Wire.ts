@@ -1,0 +1,348 @@
+/**
+ * The reference wire format: the request envelope, the value encoding (both directions), argument binding, and the
+ * response bodies.
+ *
+ * Values on the wire follow the reference SDK's serializer: scalars as JSON, everything else as a
+ * `{"type": "bytes" | "list" | "tuple" | "dict" | "obj", ...}` form. A request goes
+ * `decodeEnvelope` -> `decodeArguments` -> `bindArgs` -> the remote's payload Schema; a result goes `ok` (or `err`)
+ * after the remote's success (or error) Schema has encoded it.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import * as Wire from "./Wire.js"
+ *
+ * const call = (body: unknown) =>
+ *   Effect.gen(function*() {
+ *     const envelope = yield* Wire.decodeEnvelope(body)
+ *     const { args, kwargs } = yield* Wire.decodeArguments(envelope)
+ *     const fields = yield* Wire.bindArgs(["prompt", "steps"], args, kwargs)
+ *     return yield* Wire.ok({ echoed: fields })
+ *   })
+ * ```
+ *
+ * @since 0.1.0
+ */
+import { Effect, ParseResult, Schema } from "effect"
+import * as internal from "./internal/wire.js"
+import { WireDecodeError } from "./WireError.js"
+import type { WireArgumentError, WireEncodeError } from "./WireError.js"
+
+/**
+ * A JSON value, as produced by `encodeValue` and ready for `JSON.stringify`.
+ *
+ * @since 0.1.0
+ */
+export type Json = internal.Json
+
+/**
+ * Where the reference looks up the class of an `obj` value: relative to the caller's root module, or absolute.
+ *
+ * @since 0.1.0
+ */
+export type ModuleRef = internal.ModuleRef
+
+/**
+ * The nesting limit used when none is given. Each list, tuple, dict, obj or plain array/object is one level; the
+ * limit keeps a hostile body from exhausting the stack long before any honest payload reaches it.
+ *
+ * @since 0.1.0
+ */
+export const defaultMaxDepth: number = internal.defaultMaxDepth
+
+/**
+ * Options of `decodeValue`.
+ *
+ * - `path`: the JSON path of the value being decoded, prefixed to paths in errors (default `"$"`).
+ * - `maxDepth`: the nesting limit (default `defaultMaxDepth`).
+ *
+ * @since 0.1.0
+ */
+export interface DecodeOptions extends internal.DecodeOptions {}
+
+/**
+ * Options of `encodeValue`, `encodeError`, `ok` and `err`.
+ *
+ * - `maxDepth`: the nesting limit (default `defaultMaxDepth`).
+ * - `errorModule`: the `module` sent with errors (default `{ type: "relative", path: [] }`, see `encodeError`).
+ *
+ * @since 0.1.0
+ */
+export interface EncodeOptions extends internal.EncodeOptions {}
+
+/**
+ * Decodes a reference-encoded JSON value into JS values:
+ *
+ * - numbers, strings, booleans and null as they are;
+ * - `{"type": "bytes", "contents": <padded base64>}` -> `Uint8Array`;
+ * - `{"type": "list" | "tuple", "contents": [...]}` -> an array (JS has no tuples; the Schema decides);
+ * - `{"type": "dict", "contents": [[k, v], ...]}` -> a plain object when every decoded key is a string (so a
+ *   `Schema.Struct` or `Schema.Record` payload field reads it directly), otherwise a `Map` (Python keys may be ints,
+ *   tuples, ...; a `Map` keeps them distinct). Later duplicate keys win, as in Python. Use `MapFromDict` for a field
+ *   that must be a `Map` whatever its keys;
+ * - `{"type": "obj", "module": ..., "class": ..., "contents": {...}}` -> a plain object of its decoded fields. The
+ *   class and module are checked for shape and dropped: they name a Python class we cannot instantiate, and the
+ *   remote's payload Schema gives the value its type. Our own errors carry `_tag` among their fields, so they decode
+ *   straight into their `Schema.TaggedError`;
+ * - plain JSON arrays and objects (which the reference would reject) as they are, decoded recursively. An object is
+ *   read as a typed form when its `type` is one of the five above, or when it has both a string `type` and a
+ *   `contents`; any other object is plain data.
+ *
+ * Fails with a `WireDecodeError` naming the JSON path of the bad value.
+ *
+ * @example
+ * ```ts
+ * Wire.decodeValue({ type: "dict", contents: [["n", 1], ["raw", { type: "bytes", contents: "AAE=" }]] })
+ * // Effect.succeed({ n: 1, raw: Uint8Array [0, 1] })
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const decodeValue: (json: unknown, options?: DecodeOptions) => Effect.Effect<unknown, WireDecodeError> =
+  internal.decodeValue
+
+/**
+ * Encodes a JS value in the reference format, readable by the reference's Python client:
+ *
+ * - strings, finite numbers, null as JSON; `undefined` as null (what a Python function returning nothing sends);
+ *   booleans as JSON booleans (the reference documents them; its own deserializer happens to reject them);
+ * - `Uint8Array` (and `Buffer`) -> `bytes`; arrays -> `list`; `Map` -> `dict` with encoded keys;
+ * - plain objects -> `dict` with string keys, skipping `undefined` fields. Not plain JSON: the reference's
+ *   `deserialize` reads `json["type"]` of every non-scalar, so a bare JSON object or array fails there; and not
+ *   `obj`, which makes the client import a module and look up a class that does not exist on its side;
+ * - `Error`s -> as `encodeError`.
+ *
+ * Fails with a `WireEncodeError` for bigint, NaN and ±Infinity, functions, symbols, cycles, too deep nesting and other
+ * objects (Set, Date, class instances: encode them with their Schema first).
+ *
+ * @since 0.1.0
+ */
+export const encodeValue: (value: unknown, options?: EncodeOptions) => Effect.Effect<Json, WireEncodeError> =
+  internal.encodeValue
+
+/**
+ * Encodes an error as the reference's `obj` form: `class` is the error's `_tag` (else its `name`, else `"Error"`),
+ * `contents` its own enumerable fields (so `_tag` and `reason` of a tagged error) plus `message`, which the reference
+ * loses and we keep. `module` is `options.errorModule`, by default `{ type: "relative", path: [] }`: the reference
+ * client then looks the class up in its own root module, so a Python caller that defines an exception class of the
+ * same name gets it raised.
+ *
+ * @example
+ * ```ts
+ * Wire.encodeError(new ContextNotFound({ reason: "NotEntered", message: "model not loaded" }))
+ * // { type: "obj", module: { type: "relative", path: [] }, class: "ContextNotFound",
+ * //   contents: { reason: "NotEntered", _tag: "ContextNotFound", message: "model not loaded" } }
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const encodeError: (error: unknown, options?: EncodeOptions) => Effect.Effect<Json, WireEncodeError> =
+  internal.encodeError
+
+/**
+ * A Schema for a `Map` field fed by `decodeValue`: accepts the `Map` it yields for non-string keys and the plain
+ * object it yields for string keys (including an empty dict), then decodes keys and values with the given schemas.
+ * Encodes to a `Map`, which `encodeValue` sends as a `dict`.
+ *
+ * @example
+ * ```ts
+ * const Payload = Schema.Struct({ weights: Wire.MapFromDict({ key: Schema.String, value: Schema.Number }) })
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const MapFromDict = <K extends Schema.Schema.Any, V extends Schema.Schema.Any>(
+  options: { readonly key: K; readonly value: V }
+) =>
+  Schema.transform(
+    Schema.Union(
+      Schema.MapFromSelf({ key: Schema.Unknown, value: Schema.Unknown }),
+      Schema.Record({ key: Schema.String, value: Schema.Unknown })
+    ),
+    Schema.MapFromSelf(options),
+    {
+      strict: false,
+      decode: (input) => input instanceof Map ? input : new Map(Object.entries(input)),
+      encode: (map) => map
+    }
+  )
+
+// The router has been seen sending numbers both as JSON numbers and as strings (`"cost": "1"` vs `1.0`).
+const LooseNumber = Schema.Union(Schema.Number, Schema.NumberFromString)
+
+// The reference treats a null field like a missing one; so do we.
+const optional = <S extends Schema.Schema.Any>(schema: S) => Schema.optionalWith(schema, { nullable: true })
+
+/**
+ * The router's `auth_data`. Every field is optional here (an `UNSECURED` worker needs none); numbers may arrive as
+ * JSON numbers or numeric strings and decode to numbers; unknown fields are ignored.
+ *
+ * @since 0.1.0
+ */
+export const AuthData = Schema.Struct({
+  cost: optional(LooseNumber),
+  endpoint: optional(Schema.String),
+  reqnum: optional(LooseNumber),
+  request_idx: optional(LooseNumber),
+  signature: optional(Schema.String),
+  url: optional(Schema.String)
+})
+
+/**
+ * @since 0.1.0
+ */
+export interface AuthData extends Schema.Schema.Type<typeof AuthData> {}
+
+// Not Schema.Record: it rebuilds the object by assignment, so a "__proto__" keyword would vanish and swap the
+// prototype of the copy. The object JSON.parse made is kept as it is instead; its own keys are the keywords.
+const Kwargs = Schema.declare(
+  (u: unknown): u is Readonly<Record<string, unknown>> =>
+    typeof u === "object" && u !== null && !Array.isArray(u) &&
+    [Object.prototype, null].includes(Object.getPrototypeOf(u)),
+  { identifier: "Kwargs", description: "an object of keyword arguments" }
+)
+
+/**
+ * A call's `payload`: positional `args` and keyword `kwargs`, both optional, their values still wire-encoded.
+ *
+ * @since 0.1.0
+ */
+export const Payload = Schema.Struct({
+  args: optional(Schema.Array(Schema.Unknown)),
+  kwargs: optional(Kwargs)
+})
+
+/**
+ * @since 0.1.0
+ */
+export interface Payload extends Schema.Schema.Type<typeof Payload> {}
+
+/**
+ * The body of `POST /remote/<name>`: `{ payload?, auth_data?, session_id? }`. Extra fields are ignored.
+ *
+ * @since 0.1.0
+ */
+export const Envelope = Schema.Struct({
+  payload: optional(Payload),
+  auth_data: optional(AuthData),
+  session_id: optional(Schema.String)
+})
+
+/**
+ * @since 0.1.0
+ */
+export interface Envelope extends Schema.Schema.Type<typeof Envelope> {}
+
+const decodeEnvelopeSchema = Schema.decodeUnknown(Envelope)
+
+const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
+  path.reduce<string>(
+    (acc, key) => typeof key === "number" ? internal.pathIndex(acc, key) : internal.pathKey(acc, String(key)),
+    "$"
+  )
+
+/**
+ * Decodes a parsed request body into an `Envelope`. Fails with a `WireDecodeError` (`InvalidEnvelope`) naming the
+ * path of the first bad field.
+ *
+ * @since 0.1.0
+ */
+export const decodeEnvelope = (body: unknown): Effect.Effect<Envelope, WireDecodeError> =>
+  Effect.mapError(decodeEnvelopeSchema(body), (error) => {
+    const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
+    const path = formatPath(issue?.path ?? [])
+    return new WireDecodeError({
+      reason: "InvalidEnvelope",
+      path,
+      message: `invalid request body: ${issue?.message ?? error.message} (at ${path})`
+    })
+  })
+
+/**
+ * A call's arguments after `decodeArguments`: JS values, ready for `bindArgs`.
+ *
+ * @since 0.1.0
+ */
+export interface Arguments {
+  readonly args: ReadonlyArray<unknown>
+  readonly kwargs: Record<string, unknown>
+}
+
+/**
+ * Decodes the wire values of an envelope's `args` and `kwargs` with `decodeValue` (missing ones are empty). Errors
+ * name paths from the body's root, e.g. `$.payload.kwargs.image.contents`.
+ *
+ * @since 0.1.0
+ */
+export const decodeArguments = (
+  envelope: Envelope,
+  options?: { readonly maxDepth?: number }
+): Effect.Effect<Arguments, WireDecodeError> =>
+  Effect.gen(function*() {
+    const maxDepth = options?.maxDepth ?? defaultMaxDepth
+    const args: Array<unknown> = []
+    const rawArgs = envelope.payload?.args ?? []
+    for (let i = 0; i < rawArgs.length; i++) {
+      args.push(yield* decodeValue(rawArgs[i], { path: `$.payload.args[${i}]`, maxDepth }))
+    }
+    const kwargs: Record<string, unknown> = {}
+    const rawKwargs = envelope.payload?.kwargs ?? {}
+    for (const key of Object.keys(rawKwargs)) {
+      const value = yield* decodeValue(rawKwargs[key], { path: internal.pathKey("$.payload.kwargs", key), maxDepth })
+      internal.setField(kwargs, key, value)
+    }
+    return { args, kwargs }
+  })
+
+/**
+ * Binds call arguments to a remote function's fields, as Python binds a call: positional `args` fill `fieldNames` in
+ * order, then `kwargs` by name. Missing fields are left out (the payload Schema reports them, or fills defaults).
+ * Fails with a `WireArgumentError`: `TooManyPositional`, `DuplicateArgument` or `UnknownKeyword`, naming the field.
+ *
+ * @example
+ * ```ts
+ * Wire.bindArgs(["prompt", "steps"], ["a cat"], { steps: 20 })
+ * // Effect.succeed({ prompt: "a cat", steps: 20 })
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const bindArgs: (
+  fieldNames: ReadonlyArray<string>,
+  args: ReadonlyArray<unknown>,
+  kwargs: Readonly<Record<string, unknown>>
+) => Effect.Effect<Record<string, unknown>, WireArgumentError> = internal.bindArgs
+
+/**
+ * The body of a successful call.
+ *
+ * @since 0.1.0
+ */
+export interface OkBody {
+  readonly result: { readonly ok: Json }
+}
+
+/**
+ * The body of a call whose remote function failed (sent with status 200, as the reference does).
+ *
+ * @since 0.1.0
+ */
+export interface ErrBody {
+  readonly result: { readonly err: Json }
+}
+
+/**
+ * Encodes a result as a success body: `{ result: { ok: <encoded value> } }`.
+ *
+ * @since 0.1.0
+ */
+export const ok = (value: unknown, options?: EncodeOptions): Effect.Effect<OkBody, WireEncodeError> =>
+  Effect.map(encodeValue(value, options), (encoded) => ({ result: { ok: encoded } }))
+
+/**
+ * Encodes an error as a failure body: `{ result: { err: <encoded error> } }` (see `encodeError`).
+ *
+ * @since 0.1.0
+ */
+export const err = (error: unknown, options?: EncodeOptions): Effect.Effect<ErrBody, WireEncodeError> =>
+  Effect.map(encodeError(error, options), (encoded) => ({ result: { err: encoded } }))

@@ -1,0 +1,400 @@
+import { Effect } from "effect"
+import { WireArgumentError, WireDecodeError, WireEncodeError } from "../WireError.js"
+
+/** @internal */
+export type Json = null | boolean | number | string | ReadonlyArray<Json> | { readonly [key: string]: Json }
+
+/** @internal */
+export interface ModuleRef {
+  readonly type: "relative" | "absolute"
+  readonly path: ReadonlyArray<string>
+}
+
+/** @internal */
+export const defaultMaxDepth = 256
+
+/** @internal */
+export const defaultErrorModule: ModuleRef = { type: "relative", path: [] }
+
+// ---------------------------------------------------------------------------
+// paths
+// ---------------------------------------------------------------------------
+
+const identifier = /^[A-Za-z_$][A-Za-z0-9_$]*$/
+
+/** @internal */
+export const pathKey = (path: string, key: string): string =>
+  identifier.test(key) ? `${path}.${key}` : `${path}[${JSON.stringify(key)}]`
+
+/** @internal */
+export const pathIndex = (path: string, index: number): string => `${path}[${index}]`
+
+// ---------------------------------------------------------------------------
+// helpers
+// ---------------------------------------------------------------------------
+
+// Plain assignment of a "__proto__" key would replace the prototype instead of adding a field, silently dropping a
+// value a client sent; defining the property keeps it as ordinary data.
+/** @internal */
+export const setField = (target: Record<string, unknown>, key: string, value: unknown): void => {
+  Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true })
+}
+
+const isPlainObject = (u: unknown): u is Record<string, unknown> => {
+  if (typeof u !== "object" || u === null) return false
+  const proto = Object.getPrototypeOf(u)
+  return proto === Object.prototype || proto === null
+}
+
+const hasOwn = (o: object, key: string): boolean => Object.prototype.hasOwnProperty.call(o, key)
+
+const describe = (u: unknown): string => {
+  if (u === null) return "null"
+  if (Array.isArray(u)) return "an array"
+  if (typeof u === "object") {
+    const name = (u as { constructor?: { name?: unknown } }).constructor?.name
+    return typeof name === "string" && name !== "Object" ? `an instance of ${name}` : "an object"
+  }
+  return `a ${typeof u}`
+}
+
+// Python's b64encode always pads, so the strict padded alphabet is what a reference client sends; anything else is
+// more likely a mistake (url-safe alphabet, a raw string) than data worth guessing at.
+const base64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/
+
+// ---------------------------------------------------------------------------
+// decoding
+// ---------------------------------------------------------------------------
+
+/** @internal */
+export interface DecodeOptions {
+  readonly path?: string
+  readonly maxDepth?: number
+}
+
+const knownTypes = new Set(["bytes", "list", "tuple", "dict", "obj"])
+
+const decodeFail = (reason: WireDecodeError["reason"], path: string, message: string): never => {
+  throw new WireDecodeError({ reason, path, message: `${message} (at ${path})` })
+}
+
+const decodeAt = (json: unknown, path: string, depth: number, maxDepth: number): unknown => {
+  switch (typeof json) {
+    case "string":
+    case "boolean":
+      return json
+    case "number":
+      // JSON.parse never yields these; they mean the caller handed us something that was not JSON.
+      if (!Number.isFinite(json)) return decodeFail("InvalidShape", path, `${json} is not a JSON number`)
+      return json
+    case "object":
+      break
+    default:
+      return decodeFail("InvalidShape", path, `${describe(json)} is not a JSON value`)
+  }
+  if (json === null) return null
+  if (depth >= maxDepth) return decodeFail("TooDeep", path, `value nested deeper than ${maxDepth} levels`)
+  const next = depth + 1
+  if (Array.isArray(json)) {
+    return json.map((item, i) => decodeAt(item, pathIndex(path, i), next, maxDepth))
+  }
+  if (!isPlainObject(json)) return decodeFail("InvalidShape", path, `${describe(json)} is not a JSON value`)
+
+  const type = json["type"]
+  const isTyped = typeof type === "string" && (knownTypes.has(type) || hasOwn(json, "contents"))
+  if (!isTyped) {
+    const out: Record<string, unknown> = {}
+    for (const key of Object.keys(json)) setField(out, key, decodeAt(json[key], pathKey(path, key), next, maxDepth))
+    return out
+  }
+
+  const contents = json["contents"]
+  const contentsPath = pathKey(path, "contents")
+  switch (type) {
+    case "bytes": {
+      if (typeof contents !== "string") {
+        const got = describe(contents)
+        return decodeFail("InvalidBytes", contentsPath, `bytes contents must be a base64 string, got ${got}`)
+      }
+      if (!base64.test(contents)) return decodeFail("InvalidBytes", contentsPath, "bytes contents is not padded base64")
+      // Copy out of Buffer's shared pool: a view would expose unrelated memory through `.buffer`.
+      return new Uint8Array(Buffer.from(contents, "base64"))
+    }
+    case "list":
+    case "tuple": {
+      if (!Array.isArray(contents)) {
+        return decodeFail("InvalidShape", contentsPath, `${type} contents must be an array, got ${describe(contents)}`)
+      }
+      return contents.map((item, i) => decodeAt(item, pathIndex(contentsPath, i), next, maxDepth))
+    }
+    case "dict":
+      return decodeDict(contents, contentsPath, next, maxDepth)
+    case "obj":
+      return decodeObj(json, path, next, maxDepth)
+    default:
+      return decodeFail("UnknownType", pathKey(path, "type"), `unknown value type ${JSON.stringify(type)}`)
+  }
+}
+
+const decodeDict = (contents: unknown, path: string, depth: number, maxDepth: number): unknown => {
+  if (!Array.isArray(contents)) {
+    const got = describe(contents)
+    return decodeFail("InvalidShape", path, `dict contents must be an array of [key, value] pairs, got ${got}`)
+  }
+  const entries: Array<readonly [unknown, unknown]> = []
+  let allStrings = true
+  contents.forEach((pair, i) => {
+    const pairPath = pathIndex(path, i)
+    if (!Array.isArray(pair) || pair.length !== 2) {
+      return decodeFail("InvalidShape", pairPath, `dict entry must be a [key, value] pair, got ${describe(pair)}`)
+    }
+    const key = decodeAt(pair[0], pathIndex(pairPath, 0), depth, maxDepth)
+    const value = decodeAt(pair[1], pathIndex(pairPath, 1), depth, maxDepth)
+    if (typeof key !== "string") allStrings = false
+    entries.push([key, value])
+  })
+  if (!allStrings) return new Map(entries)
+  const out: Record<string, unknown> = {}
+  // Later duplicates win, as in Python's dict().
+  for (const [key, value] of entries) setField(out, key as string, value)
+  return out
+}
+
+const decodeObj = (json: Record<string, unknown>, path: string, depth: number, maxDepth: number): unknown => {
+  const cls = json["class"]
+  if (typeof cls !== "string") {
+    return decodeFail("InvalidShape", pathKey(path, "class"), `obj class must be a string, got ${describe(cls)}`)
+  }
+  if (hasOwn(json, "module")) {
+    const mod = json["module"]
+    const modPath = pathKey(path, "module")
+    if (
+      !isPlainObject(mod) || (mod["type"] !== "relative" && mod["type"] !== "absolute") ||
+      !Array.isArray(mod["path"]) || !mod["path"].every((p) => typeof p === "string")
+    ) {
+      const expected = `{"type": "relative" | "absolute", "path": [strings]}`
+      return decodeFail("InvalidShape", modPath, `obj module must be ${expected}`)
+    }
+  }
+  const contents = json["contents"]
+  const contentsPath = pathKey(path, "contents")
+  if (!isPlainObject(contents)) {
+    const got = describe(contents)
+    return decodeFail("InvalidShape", contentsPath, `obj contents must be an object of fields, got ${got}`)
+  }
+  const out: Record<string, unknown> = {}
+  for (const key of Object.keys(contents)) {
+    setField(out, key, decodeAt(contents[key], pathKey(contentsPath, key), depth, maxDepth))
+  }
+  return out
+}
+
+/** @internal */
+export const decodeValue = (json: unknown, options?: DecodeOptions): Effect.Effect<unknown, WireDecodeError> =>
+  catching(WireDecodeError, () => decodeAt(json, options?.path ?? "$", 0, options?.maxDepth ?? defaultMaxDepth))
+
+// ---------------------------------------------------------------------------
+// encoding
+// ---------------------------------------------------------------------------
+
+/** @internal */
+export interface EncodeOptions {
+  readonly maxDepth?: number
+  readonly errorModule?: ModuleRef
+}
+
+interface EncodeState {
+  readonly maxDepth: number
+  readonly errorModule: ModuleRef
+  // Only the values on the current path: a value shared by two siblings is fine, one containing itself is not.
+  readonly ancestors: Set<object>
+}
+
+const encodeFail = (reason: WireEncodeError["reason"], path: string, message: string): never => {
+  throw new WireEncodeError({ reason, path, message: `${message} (at ${path})` })
+}
+
+const keyLabel = (key: unknown, index: number): string =>
+  typeof key === "string" || typeof key === "number" || typeof key === "boolean" || key === null
+    ? JSON.stringify(key)
+    : `<key #${index}>`
+
+const encodeAt = (value: unknown, path: string, depth: number, state: EncodeState): Json => {
+  switch (typeof value) {
+    case "undefined":
+      // `undefined` is what a JS function returns when a Python one would return None.
+      return null
+    case "string":
+    case "boolean":
+      return value
+    case "number":
+      if (!Number.isFinite(value)) return encodeFail("NonFiniteNumber", path, `${value} cannot be sent as JSON`)
+      return Object.is(value, -0) ? 0 : value
+    case "bigint":
+      return encodeFail("UnsupportedValue", path, "a bigint cannot be sent; convert it to a number or a string")
+    case "object":
+      break
+    default:
+      return encodeFail("UnsupportedValue", path, `${describe(value)} cannot be sent`)
+  }
+  if (value === null) return null
+  if (value instanceof Uint8Array) {
+    return { type: "bytes", contents: Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString("base64") }
+  }
+  if (depth >= state.maxDepth) return encodeFail("TooDeep", path, `value nested deeper than ${state.maxDepth} levels`)
+  if (state.ancestors.has(value)) return encodeFail("Cycle", path, "value contains itself")
+  state.ancestors.add(value)
+  try {
+    return encodeObject(value, path, depth + 1, state)
+  } finally {
+    state.ancestors.delete(value)
+  }
+}
+
+const encodeObject = (value: object, path: string, depth: number, state: EncodeState): Json => {
+  if (Array.isArray(value)) {
+    // Array.from visits holes too (as undefined, hence null), where map would skip them.
+    return { type: "list", contents: Array.from(value, (item, i) => encodeAt(item, pathIndex(path, i), depth, state)) }
+  }
+  if (value instanceof Map) {
+    const contents: Array<Json> = []
+    let i = 0
+    for (const [key, item] of value) {
+      contents.push([
+        encodeAt(key, `${path}.keys()[${i}]`, depth, state),
+        encodeAt(item, `${path}.get(${keyLabel(key, i)})`, depth, state)
+      ])
+      i++
+    }
+    return { type: "dict", contents }
+  }
+  if (value instanceof Error) return encodeErrorAt(value, path, depth, state)
+  if (isPlainObject(value)) {
+    const contents: Array<Json> = []
+    for (const key of Object.keys(value)) {
+      const item = value[key]
+      // As JSON.stringify does: an absent optional field and one set to undefined look the same to JS code.
+      if (item === undefined) continue
+      contents.push([key, encodeAt(item, pathKey(path, key), depth, state)])
+    }
+    return { type: "dict", contents }
+  }
+  return encodeFail(
+    "UnsupportedValue",
+    path,
+    `${describe(value)} cannot be sent; encode it with its Schema first ` +
+      "(plain objects, arrays, Maps and Uint8Arrays can)"
+  )
+}
+
+const errorClass = (error: unknown): string => {
+  if (typeof error === "object" && error !== null) {
+    const tag = (error as { _tag?: unknown })._tag
+    if (typeof tag === "string" && tag !== "") return tag
+    if (error instanceof Error && error.name !== "") return error.name
+  }
+  return "Error"
+}
+
+const encodeErrorAt = (error: unknown, path: string, depth: number, state: EncodeState): Json => {
+  const contents: Record<string, Json> = {}
+  const contentsPath = pathKey(path, "contents")
+  if (typeof error === "object" && error !== null) {
+    for (const key of Object.keys(error)) {
+      const item = (error as Record<string, unknown>)[key]
+      if (item === undefined) continue
+      setField(contents, key, encodeAt(item, pathKey(contentsPath, key), depth, state))
+    }
+  }
+  // An Error's message is an own but non-enumerable property, so Object.keys misses it; the reference loses it the
+  // same way (it sends __dict__ only). We add it explicitly: it is the most useful field a caller gets.
+  const message = error instanceof Error ? error.message : typeof error === "string" ? error : undefined
+  if (message !== undefined && !hasOwn(contents, "message")) setField(contents, "message", message)
+  return {
+    type: "obj",
+    module: { type: state.errorModule.type, path: [...state.errorModule.path] },
+    class: errorClass(error),
+    contents
+  }
+}
+
+/** @internal */
+export const encodeValue = (value: unknown, options?: EncodeOptions): Effect.Effect<Json, WireEncodeError> =>
+  catching(WireEncodeError, () => encodeAt(value, "$", 0, makeState(options)))
+
+/** @internal */
+export const encodeError = (error: unknown, options?: EncodeOptions): Effect.Effect<Json, WireEncodeError> =>
+  catching(WireEncodeError, () => {
+    const state = makeState(options)
+    if (typeof error === "object" && error !== null) state.ancestors.add(error)
+    return encodeErrorAt(error, "$", 1, state)
+  })
+
+const makeState = (options: EncodeOptions | undefined): EncodeState => ({
+  maxDepth: options?.maxDepth ?? defaultMaxDepth,
+  errorModule: options?.errorModule ?? defaultErrorModule,
+  ancestors: new Set()
+})
+
+// The walkers throw their typed error to unwind deep recursion cheaply; this turns exactly that error back into a
+// typed failure. Anything else thrown is a bug and stays a defect.
+const catching = <A, E>(
+  ErrorClass: abstract new(...args: ReadonlyArray<never>) => E,
+  f: () => A
+): Effect.Effect<A, E> =>
+  Effect.suspend(() => {
+    try {
+      return Effect.succeed(f())
+    } catch (e) {
+      if (e instanceof ErrorClass) return Effect.fail(e)
+      throw e
+    }
+  })
+
+// ---------------------------------------------------------------------------
+// arguments
+// ---------------------------------------------------------------------------
+
+/** @internal */
+export const bindArgs = (
+  fieldNames: ReadonlyArray<string>,
+  args: ReadonlyArray<unknown>,
+  kwargs: Readonly<Record<string, unknown>>
+): Effect.Effect<Record<string, unknown>, WireArgumentError> =>
+  Effect.suspend(() => {
+    if (args.length > fieldNames.length) {
+      return Effect.fail(
+        new WireArgumentError({
+          reason: "TooManyPositional",
+          message: `takes ${fieldNames.length} positional argument${
+            fieldNames.length === 1 ? "" : "s"
+          } but ${args.length} ${args.length === 1 ? "was" : "were"} given`
+        })
+      )
+    }
+    const known = new Set(fieldNames)
+    const out: Record<string, unknown> = {}
+    args.forEach((arg, i) => setField(out, fieldNames[i]!, arg))
+    for (const key of Object.keys(kwargs)) {
+      if (!known.has(key)) {
+        return Effect.fail(
+          new WireArgumentError({
+            reason: "UnknownKeyword",
+            field: key,
+            message: `got an unexpected keyword argument ${JSON.stringify(key)}`
+          })
+        )
+      }
+      if (hasOwn(out, key)) {
+        return Effect.fail(
+          new WireArgumentError({
+            reason: "DuplicateArgument",
+            field: key,
+            message: `got multiple values for argument ${JSON.stringify(key)}`
+          })
+        )
+      }
+      setField(out, key, kwargs[key])
+    }
+    return Effect.succeed(out)
+  })
