@@ -24,8 +24,6 @@ export interface Result {
   readonly totalMillis: number
 }
 
-/** The reference's default benchmark concurrency. */
-export const DEFAULT_CONCURRENCY = 10
 /** Default number of timed rounds. */
 export const DEFAULT_RUNS = 10
 /** Default workload of one call, as the reference. */

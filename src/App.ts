@@ -1,0 +1,255 @@
+/**
+ * The Promise facade: `App` mirrors the reference's Python API for callers who don't write Effect.
+ *
+ * ```ts
+ * const app = new App("llm")
+ * @app.context("Qwen/Qwen3-0.6B", { maxLen: 512 })
+ * class LLMEngine {
+ *   constructor(readonly modelName: string, readonly opts: { maxLen?: number } = {}) {}
+ *   async enter() { return this }
+ *   async exit(error?: unknown) {}
+ * }
+ * export const generate = app.remote({ name: "generate", benchmarkDataset: [{ prompt: "Hello" }] },
+ *   async ({ prompt }: { prompt: string }) => app.getContext(LLMEngine).complete(prompt))
+ * ```
+ *
+ * It is backed by the same layers as the Effect API: each class becomes a `Context.Tag` and a `WorkerContext` layer,
+ * each function a `Remote`, and `app.deployment` is an ordinary `Deployment`. Errors reach Promise callers as the
+ * tagged error classes themselves (`instanceof ContextNotFound` works), never as a FiberFailure.
+ *
+ * @since 0.1.0
+ */
+import { Cause, Context, Effect, Exit, Layer, ManagedRuntime, Schema, Scope } from "effect"
+import * as Deployment from "./Deployment.js"
+import * as Remote from "./Remote.js"
+import * as Worker from "./Worker.js"
+import * as WorkerContext from "./WorkerContext.js"
+import { ContextNotFound, DeploymentInvalid, RemoteFailure, WorkerUnavailable } from "./WorkerError.js"
+
+/** `ContextNotFound` under the name the reference's users look for. */
+export const ContextNotFoundError = ContextNotFound
+/** @see ContextNotFound */
+export type ContextNotFoundError = ContextNotFound
+
+/** What a context class may implement: `enter` (its result is what `getContext` returns), `exit` or async dispose. */
+export interface ContextInstance {
+  enter?(): unknown
+  exit?(error?: unknown): unknown
+  [Symbol.asyncDispose]?(): PromiseLike<void>
+}
+
+/** A class usable as a context. */
+export type ContextClass = abstract new (...args: any) => ContextInstance
+
+/** What `getContext(Cls)` returns: the resolved value of `enter()`, or the instance when it has no `enter`. */
+export type Entered<C extends ContextClass> = InstanceType<C> extends { enter(): infer R } ? Awaited<R> : InstanceType<C>
+
+/** Options of {@link App.remote}, named after the reference's decorator arguments. */
+export interface RemoteOptions<P> {
+  /** The remote's name (the URL path). Default: the function's name. */
+  readonly name?: string | undefined
+  /** A Schema for the payload: validation, clear 400s, and positional `args` binding by field order. */
+  readonly payload?: Schema.Struct<any> | undefined
+  /** Sample payloads for the benchmark (exactly one remote of an app declares a benchmark). */
+  readonly benchmarkDataset?: ReadonlyArray<P> | undefined
+  /** Makes one benchmark payload per call, instead of a dataset. */
+  readonly benchmarkGenerator?: (() => P | Promise<P>) | undefined
+  /** Timed benchmark rounds. Default 10. */
+  readonly benchmarkRuns?: number | undefined
+  /** Calls that run at once. Default 1. */
+  readonly concurrency?: number | undefined
+  /** Calls that may wait. Default 1000. */
+  readonly maxQueue?: number | undefined
+}
+
+/** A registered remote: call it to run it on the app's in-process worker. */
+export interface RemoteFunction<P, R> {
+  (payload: P): Promise<R>
+  readonly remote: Remote.Any
+}
+
+interface Entry {
+  readonly instance: ContextInstance
+  readonly value: unknown
+}
+
+const isContextClass = (u: unknown): u is ContextClass => {
+  if (typeof u !== "function" || u.prototype === undefined) return false
+  const p = u.prototype as Record<string | symbol, unknown>
+  return typeof p.enter === "function" || typeof p.exit === "function" || typeof p[Symbol.asyncDispose] === "function"
+}
+
+const squash = (cause: Cause.Cause<unknown>): unknown => {
+  const error = Cause.squash(cause)
+  // A Promise caller gets the error its remote threw, not our wrapper around it.
+  return error instanceof RemoteFailure ? error.error : error
+}
+
+/** The Promise facade. See the module documentation. */
+export class App {
+  private readonly classes = new Map<ContextClass, { readonly tag: Context.Tag<any, Entry>; readonly layer: Layer.Layer<any, any, never> }>()
+  private readonly remotes: Array<Remote.Any> = []
+  private built: Deployment.Deployment | undefined
+  private readonly runtime = ManagedRuntime.make(Layer.empty)
+  private running: { readonly worker: Worker.Worker; readonly scope: Scope.CloseableScope } | undefined
+
+  constructor(readonly name: string, readonly options: Worker.Options = {}) {}
+
+  /**
+   * Register a context class with its constructor arguments: as a TS 5 class decorator, `@app.context(...args)`, or
+   * directly, `app.context(Cls, ...args)`. The arguments are checked against the constructor.
+   */
+  context<C extends ContextClass>(cls: C, ...args: ConstructorParameters<C>): C
+  context<A extends Array<unknown>>(
+    // A class as the first argument means the direct form: its arguments must match the constructor, not fall here.
+    ...args: A extends [ContextClass, ...Array<unknown>] ? never : A
+  ): <C extends abstract new(...args: A) => ContextInstance>(cls: C, context: ClassDecoratorContext<C>) => void
+  context(...all: Array<unknown>): unknown {
+    if (isContextClass(all[0])) {
+      const [cls, ...args] = all as [ContextClass, ...Array<unknown>]
+      this.register(cls, args)
+      return cls
+    }
+    return (cls: ContextClass) => {
+      this.register(cls, all)
+    }
+  }
+
+  private register(cls: ContextClass, args: ReadonlyArray<unknown>): void {
+    this.assertOpen(`context ${cls.name}`)
+    if (this.classes.has(cls)) throw this.invalid("duplicate-context", [cls.name], `Context class ${cls.name} is registered twice`)
+    for (const other of this.classes.keys()) {
+      if (other.name === cls.name) {
+        throw this.invalid("duplicate-context", [cls.name], `Two context classes are named ${cls.name}; give one another name`)
+      }
+    }
+    const tag = Context.GenericTag<Entry>(cls.name)
+    const layer = WorkerContext.make(tag, {
+      enter: Effect.tryPromise({
+        try: async () => {
+          const instance = Reflect.construct(cls, args) as ContextInstance
+          const value = typeof instance.enter === "function" ? await instance.enter() : instance
+          return { instance, value }
+        },
+        catch: (error) => error
+      }),
+      exit: ({ instance }, exit) =>
+        Effect.tryPromise({
+          try: async () => {
+            const error = Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause) ? Cause.squash(exit.cause) : undefined
+            if (typeof instance.exit === "function") await instance.exit(error)
+            else if (typeof instance[Symbol.asyncDispose] === "function") await instance[Symbol.asyncDispose]!()
+          },
+          catch: (error) => error
+        })
+    })
+    this.classes.set(cls, { tag, layer: layer as unknown as Layer.Layer<any, any, never> })
+  }
+
+  /**
+   * Register a remote function. Its payload is one object (the reference's keyword arguments). What it throws reaches
+   * the caller as its error (`{"err": ...}` on the wire). Call the result to run it on the started app.
+   */
+  remote<P extends object, R>(options: RemoteOptions<P>, fn: (payload: P) => R | Promise<R>): RemoteFunction<P, Awaited<R>> {
+    this.assertOpen("remote")
+    const name = options.name ?? fn.name
+    if (!name) throw new TypeError("app.remote: give the remote a name ({ name: \"...\" }) or pass a named function")
+    const hasBenchmark = options.benchmarkDataset !== undefined || options.benchmarkGenerator !== undefined
+    const generator = options.benchmarkGenerator
+    const remote = Remote.make(name, {
+      // Without a schema the payload is any object of keyword arguments (a struct with no fields and a string index).
+      payload: options.payload ??
+        (Schema.Struct({}, Schema.Record({ key: Schema.String, value: Schema.Unknown })) as unknown as Schema.Struct<any>),
+      success: Schema.Unknown,
+      error: Schema.Unknown,
+      concurrency: options.concurrency,
+      maxQueue: options.maxQueue,
+      benchmark: hasBenchmark
+        ? {
+          dataset: options.benchmarkDataset as ReadonlyArray<any> | undefined,
+          generator: generator === undefined ? undefined : () => Effect.promise(async () => generator() as any),
+          runs: options.benchmarkRuns
+        }
+        : undefined
+    }, (payload) => Effect.tryPromise({ try: async () => fn(payload as P), catch: (error) => error }))
+    this.remotes.push(remote)
+    const call = (payload: P) => this.invoke(name, payload) as Promise<Awaited<R>>
+    return Object.assign(call, { remote })
+  }
+
+  /**
+   * The entered value of a context class (the reference's `get_context`). Synchronous. Throws `ContextNotFound`:
+   * `not-registered` when the class was never registered with this app, `not-entered` before start-up finished it
+   * or after shutdown.
+   */
+  getContext<C extends ContextClass>(cls: C): Entered<C> {
+    const entry = this.classes.get(cls)
+    if (entry === undefined) throw new ContextNotFound({ key: cls.name, reason: "not-registered" })
+    if (this.running === undefined) throw new ContextNotFound({ key: cls.name, reason: "not-entered", state: "pending" })
+    const found = this.running.worker.registry.lookup(entry.tag.key)
+    if (Exit.isFailure(found)) throw Cause.squash(found.cause)
+    return (found.value as Entry).value as Entered<C>
+  }
+
+  /** The app as an Effect `Deployment` (for `Worker.make`, `Worker.serve`). Registration closes once it is built. */
+  get deployment(): Deployment.Deployment {
+    if (this.built === undefined) {
+      const contexts = [...this.classes.values()].map((c) => c.layer)
+      this.built = Deployment.make(this.name, { contexts, remotes: this.remotes } as never) as Deployment.Deployment
+    }
+    return this.built
+  }
+
+  /** Start the worker in this process: enter every context (in parallel), run the benchmark, become ready. */
+  async start(options: Worker.Options = {}): Promise<Worker.Report> {
+    if (this.running !== undefined) throw new Error(`App "${this.name}" is already started`)
+    const deployment = this.deployment
+    const scope = await this.runtime.runPromise(Scope.make())
+    const exit = await this.runtime.runPromiseExit(
+      Scope.extend(Worker.start(deployment, { ...this.options, ...options }), scope)
+    )
+    if (Exit.isFailure(exit)) throw squash(exit.cause)
+    this.running = { worker: exit.value, scope }
+    const ready = await this.runtime.runPromiseExit(exit.value.awaitReady)
+    if (Exit.isFailure(ready)) {
+      await this.runtime.runPromise(Scope.close(scope, Exit.void))
+      throw squash(ready.cause)
+    }
+    return this.runtime.runPromise(exit.value.report)
+  }
+
+  /** Call a remote by name with a payload object, on the started app. */
+  async invoke(name: string, payload: unknown): Promise<unknown> {
+    if (this.running === undefined) throw new WorkerUnavailable({ reason: "stopped", detail: `app "${this.name}" is not started` })
+    const exit = await this.runtime.runPromiseExit(this.running.worker.invoke(name, payload))
+    if (Exit.isFailure(exit)) throw squash(exit.cause)
+    return exit.value
+  }
+
+  /** The start-up report (context timings and states, benchmark). */
+  async report(): Promise<Worker.Report | undefined> {
+    return this.running === undefined ? undefined : this.runtime.runPromise(this.running.worker.report)
+  }
+
+  /** Drain in-flight calls and exit every context once. Throws `ShutdownFailed` listing the exits that failed. */
+  async stop(): Promise<void> {
+    const running = this.running
+    if (running === undefined) return
+    const exit = await this.runtime.runPromiseExit(running.worker.shutdown)
+    await this.runtime.runPromise(Scope.close(running.scope, Exit.void))
+    if (Exit.isFailure(exit)) throw squash(exit.cause)
+  }
+
+  /** `await using app = ...` stops it. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop()
+  }
+
+  private assertOpen(what: string): void {
+    if (this.built !== undefined) throw new Error(`App "${this.name}": cannot register ${what} after the deployment was built`)
+  }
+
+  private invalid(reason: DeploymentInvalid["reason"], names: Array<string>, detail: string): DeploymentInvalid {
+    return new DeploymentInvalid({ reason, names, detail: `App "${this.name}": ${detail}` })
+  }
+}

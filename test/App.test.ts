@@ -1,0 +1,155 @@
+import { Schema } from "effect"
+import { describe, expect, it } from "vitest"
+import { App, ContextNotFoundError } from "../src/App.js"
+import { ContextNotFound, DeploymentInvalid, PayloadInvalid, StartupFailed } from "../src/WorkerError.js"
+
+describe("App (Promise facade)", () => {
+  it("registers a decorated class with its constructor arguments, enters it, and serves getContext", async () => {
+    const events: Array<string> = []
+    const app = new App("llm")
+
+    @app.context("Qwen/Qwen3-0.6B", { maxLen: 512 })
+    class LLMEngine {
+      loaded = false
+      constructor(readonly modelName: string, readonly opts: { maxLen?: number } = {}) {}
+      async enter() {
+        events.push(`enter ${this.modelName} ${this.opts.maxLen}`)
+        this.loaded = true
+        return this
+      }
+      async exit(error?: unknown) {
+        events.push(`exit ${error === undefined ? "clean" : "error"}`)
+      }
+      complete(prompt: string) {
+        return `${this.modelName}: ${prompt}`
+      }
+    }
+
+    const generate = app.remote(
+      { name: "generate", benchmarkDataset: [{ prompt: "Hello" }], benchmarkRuns: 2 },
+      async ({ prompt }: { prompt: string; maxTokens?: number }) => app.getContext(LLMEngine).complete(prompt)
+    )
+    expect(() => app.getContext(LLMEngine)).toThrow(ContextNotFoundError)
+
+    const report = await app.start()
+    expect(report.contexts.map((c) => [c.key, c.state])).toEqual([["LLMEngine", "entered"]])
+    expect(report.benchmark?.calls).toBe(2)
+    expect(app.getContext(LLMEngine).loaded).toBe(true)
+    expect(await generate({ prompt: "hi" })).toBe("Qwen/Qwen3-0.6B: hi")
+    await app.stop()
+    expect(events).toEqual(["enter Qwen/Qwen3-0.6B 512", "exit clean"])
+    // After shutdown the context is not entered any more.
+    const after = (() => {
+      try {
+        app.getContext(LLMEngine)
+      } catch (e) {
+        return e
+      }
+    })()
+    expect(after).toBeInstanceOf(ContextNotFound)
+    expect((after as ContextNotFound).reason).toBe("not-entered")
+  })
+
+  it("registers without the decorator, uses asyncDispose, and reports an unregistered class as not-registered", async () => {
+    const app = new App("plain")
+    let disposed = 0
+    class Tokenizer {
+      constructor(readonly vocab: number) {}
+      async [Symbol.asyncDispose]() {
+        disposed++
+      }
+    }
+    class Stranger {
+      async enter() {
+        return 1
+      }
+    }
+    app.context(Tokenizer, 32_000)
+    const vocab = app.remote({ name: "vocab", benchmarkDataset: [{}] }, async () => app.getContext(Tokenizer).vocab)
+    await app.start()
+    expect(await vocab({})).toBe(32_000)
+    const e = (() => {
+      try {
+        app.getContext(Stranger)
+      } catch (e) {
+        return e as ContextNotFound
+      }
+    })()
+    expect(e).toBeInstanceOf(ContextNotFound)
+    expect(e?.reason).toBe("not-registered")
+    expect(e?.key).toBe("Stranger")
+    await app.stop()
+    expect(disposed).toBe(1)
+  })
+
+  it("rejects a call with the error the remote threw, and payloads that fail a declared schema", async () => {
+    class QuotaExceeded extends Error {
+      override readonly name = "QuotaExceeded"
+    }
+    const app = new App("errors")
+    const risky = app.remote(
+      {
+        name: "risky",
+        payload: Schema.Struct({ n: Schema.Number }),
+        benchmarkDataset: [{ n: 1 }]
+      },
+      async ({ n }: { n: number }) => {
+        if (n > 10) throw new QuotaExceeded(`n=${n} is over the quota`)
+        return n * 2
+      }
+    )
+    await app.start()
+    expect(await risky({ n: 2 })).toBe(4)
+    await expect(risky({ n: 11 })).rejects.toThrow(QuotaExceeded)
+    await expect(risky({ n: "x" } as never)).rejects.toBeInstanceOf(PayloadInvalid)
+    await app.stop()
+  })
+
+  it("fails start-up with StartupFailed, rolling back the contexts that entered (exit gets the error)", async () => {
+    const app = new App("rollback")
+    const exits: Array<unknown> = []
+    class Good {
+      async enter() {
+        return "good"
+      }
+      async exit(error?: unknown) {
+        exits.push(error)
+      }
+    }
+    class Bad {
+      async enter(): Promise<string> {
+        throw new Error("weights missing")
+      }
+    }
+    app.context(Good)
+    app.context(Bad)
+    app.remote({ name: "noop", benchmarkDataset: [{}] }, async () => null)
+    const error = await app.start().catch((e) => e)
+    expect(error).toBeInstanceOf(StartupFailed)
+    expect(error.context).toBe("Bad")
+    expect(error.rolledBack).toEqual(["Good"])
+    expect(exits).toHaveLength(1)
+    expect(String(exits[0])).toContain("weights missing")
+  })
+
+  it("type-checks decorator arguments against the constructor", () => {
+    const app = new App("types")
+    // @ts-expect-error the constructor takes a string first
+    @app.context(42)
+    class Model {
+      constructor(readonly name: string) {}
+      async enter() {
+        return this
+      }
+    }
+    // @ts-expect-error the same check without the decorator
+    expect(() => new App("direct").context(Model, 42)).not.toThrow()
+    expect(Model).toBeTypeOf("function")
+  })
+
+  it("checks the app like Deployment.make: exactly one benchmark", async () => {
+    const app = new App("nobench")
+    app.remote({ name: "a" }, async () => 1)
+    expect(() => app.deployment).toThrow(DeploymentInvalid)
+  })
+})
