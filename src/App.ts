@@ -150,7 +150,7 @@ export class App {
    * Register a remote function. Its payload is one object (the reference's keyword arguments). What it throws reaches
    * the caller as its error (`{"err": ...}` on the wire). Call the result to run it on the started app.
    */
-  remote<P extends object, R>(options: RemoteOptions<P>, fn: (payload: P) => R | Promise<R>): RemoteFunction<P, Awaited<R>> {
+  remote<P extends object, R>(options: RemoteOptions<NoInfer<P>>, fn: (payload: P) => R | Promise<R>): RemoteFunction<P, Awaited<R>> {
     this.assertOpen("remote")
     const name = options.name ?? fn.name
     if (!name) throw new TypeError("app.remote: give the remote a name ({ name: \"...\" }) or pass a named function")
