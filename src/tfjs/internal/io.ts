@@ -83,6 +83,13 @@ const expectedBytes = (specs: ReadonlyArray<WeightsManifestEntry>): number | und
 }
 
 /**
+ * An `IOHandler` that can load (and only load).
+ */
+export interface FileSystemHandler extends TfCore.io.IOHandler {
+  readonly load: NonNullable<TfCore.io.IOHandler["load"]>
+}
+
+/**
  * An `IOHandler` reading a `model.json` and the weight shards it lists from the file system, for
  * `tf.loadGraphModel(handler)` or `tf.loadLayersModel(handler)`. Its `load()` rejects with a {@link ModelFileError}
  * naming the file at fault; shard paths must stay inside the model's directory.
@@ -90,7 +97,7 @@ const expectedBytes = (specs: ReadonlyArray<WeightsManifestEntry>): number | und
  * @example
  * const model = await loadGraphModel(fileSystem("node_modules/@vladmandic/human/models/centernet.json"))
  */
-export const fileSystem = (modelJsonPath: string): TfCore.io.IOHandler => {
+export const fileSystem = (modelJsonPath: string): FileSystemHandler => {
   const file = path.resolve(modelJsonPath)
   const directory = path.dirname(file)
   return {
