@@ -55,8 +55,8 @@ const messageOf = (u: unknown): string => {
 }
 
 /**
- * The directory holding `tfjs-backend-wasm*.wasm`, resolved from this file so that it holds wherever the process
- * was started from and whatever bundles it.
+ * The directory holding `tfjs-backend-wasm*.wasm` (the package's dist/), resolved from this file rather than from
+ * the working directory, which is wherever the process happened to start.
  */
 export const wasmDirectory = (): string => {
   const require = createRequire(import.meta.url)
