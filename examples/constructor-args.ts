@@ -5,7 +5,7 @@
  *   npx tsx examples/constructor-args.ts
  */
 import { pathToFileURL } from "node:url"
-import { App } from "../src/App.js"
+import { App } from "effect-deployments"
 
 export const app = new App("llm")
 

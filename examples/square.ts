@@ -5,7 +5,7 @@
  */
 import { Console, Effect, Schema } from "effect"
 import { pathToFileURL } from "node:url"
-import { Deployment, Remote, Worker } from "../src/index.js"
+import { Deployment, Remote, Worker } from "effect-deployments"
 
 /** `square({ x })` returns `x * x`. */
 export const square = Remote.make("square", {

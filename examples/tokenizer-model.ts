@@ -7,7 +7,7 @@
  */
 import { Console, Context, Effect, Schema } from "effect"
 import { pathToFileURL } from "node:url"
-import { Deployment, Remote, Worker, WorkerContext } from "../src/index.js"
+import { Deployment, Remote, Worker, WorkerContext } from "effect-deployments"
 
 const CORPUS = "the cat sat on the mat the dog sat on the log the cat saw the dog"
 

@@ -3,7 +3,7 @@
  *
  * @since 0.1.0
  */
-export * as App from "./App.js"
+export { App, ContextNotFoundError } from "./App.js"
 export * as Benchmark from "./Benchmark.js"
 export * as Deployment from "./Deployment.js"
 export * as Remote from "./Remote.js"
