@@ -1,27 +1,19 @@
 import { describe, expect, it, layer } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"
 import { Context, Effect, Layer } from "effect"
-import * as jpeg from "jpeg-js"
 import { app, detect, pose, sampleBytes } from "../examples/vision-worker/app.js"
 import { Worker } from "../src/index.js"
 import { Tfjs, Vision } from "../src/tfjs/index.js"
 import { selectBackend } from "../src/tfjs/internal/backend.js"
 import { ImageInvalid, RemoteFailure } from "../src/WorkerError.js"
-import { crop } from "./fixtures/tfjs.js"
+import { figureJpeg } from "./fixtures/tfjs.js"
 
 /** One vision worker for the whole file: start-up loads both models and runs the benchmark (about 3 s on wasm). */
-class VisionWorker extends Context.Tag("test/VisionWorker")<VisionWorker, Worker.Worker<any, typeof detect | typeof pose>>() {}
+class VisionWorker
+  extends Context.Tag("test/VisionWorker")<VisionWorker, Worker.Worker<any, typeof detect | typeof pose>>()
+{}
 
 const layerVisionWorker = Layer.scoped(VisionWorker, Worker.make(app)).pipe(Layer.orDie)
-
-/** The first thumbnail of the sample (one standing figure), as a small JPEG: a cheap image for pose. */
-const figureJpeg = (): Uint8Array => {
-  const rgb = Effect.runSync(Vision.decodeImage(sampleBytes()))
-  const figure = crop(rgb, 0, 0, 160, 158)
-  const rgba = Buffer.alloc(figure.width * figure.height * 4, 255)
-  for (let i = 0; i < figure.width * figure.height; i++) rgba.set(figure.data.subarray(i * 3, i * 3 + 3), i * 4)
-  return new Uint8Array(jpeg.encode({ width: figure.width, height: figure.height, data: rgba }, 90).data)
-}
 
 layer(layerVisionWorker, { timeout: "60 seconds" })("vision-worker", (it) => {
   it.effect("enters the backend, then both models side by side, and benchmarks detect", () =>
@@ -37,7 +29,9 @@ layer(layerVisionWorker, { timeout: "60 seconds" })("vision-worker", (it) => {
       expect(report.contexts.map((c) => c.state)).toEqual(["entered", "entered", "entered"])
       const notes = Object.fromEntries(report.contexts.map((c) => [c.key, c.notes.join("; ")]))
       expect(notes[Tfjs.Backend.key]).toMatch(/^backend (tensorflow|wasm|cpu) \(best available\)/)
-      expect(notes["Centernet"]).toMatch(/^graph model centernet\.json, input \[1,512,512,3\] float32, .*warm-up \(1 run\)/)
+      expect(notes["Centernet"]).toMatch(
+        /^graph model centernet\.json, input \[1,512,512,3\] float32, loaded in \d+ ms, warm-up \(1 run\)/
+      )
       expect(notes["Movenet"]).toMatch(/^graph model movenet-lightning\.json, input \[1,192,192,3\] int32, .*warm-up/)
       expect(report.benchmark).toMatchObject({ remote: "detect", calls: 3, runs: 3 })
     }))

@@ -69,10 +69,12 @@ export class Backend extends Context.Tag("effect-deployments/tfjs/Backend")<Back
  * TFJS_BACKEND=cpu npx tsx examples/vision-worker/main.ts
  * ```
  */
-export const backend: WorkerContext.WorkerContext<Backend, BackendUnavailable | ConfigError.ConfigError | ContextTimeout> =
-  WorkerContext.make(Backend, {
-    enter: Effect.map(contexts.enterBackend, ({ name, skipped, tf }): BackendService => ({ tf, name, skipped }))
-  })
+export const backend: WorkerContext.WorkerContext<
+  Backend,
+  BackendUnavailable | ConfigError.ConfigError | ContextTimeout
+> = WorkerContext.make(Backend, {
+  enter: Effect.map(contexts.enterBackend, ({ name, skipped, tf }): BackendService => ({ tf, name, skipped }))
+})
 
 /**
  * How a model context warms its model up inside `enter` (the first inference is several times slower than the next):

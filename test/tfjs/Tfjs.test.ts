@@ -86,7 +86,9 @@ describe("Tfjs.layersModel", () => {
       const report = yield* worker.report
       const line = report.contexts.find((c) => c.key === "Classifier")
       expect(line?.dependsOn).toEqual([Tfjs.Backend.key])
-      expect(line?.notes[0]).toMatch(/^layers model model\.json, input \[\?,4\] float32, loaded in \d+ ms, warm-up \(2 runs\)/)
+      expect(line?.notes[0]).toMatch(
+        /^layers model model\.json, input \[\?,4\] float32, loaded in \d+ ms, warm-up \(2 runs\) in \d+ ms$/
+      )
       yield* worker.shutdown
       expect(tf.memory().numTensors).toBe(before)
     }))
@@ -147,7 +149,9 @@ describe("Tfjs.backend", () => {
       expect(line?.notes[0]).toContain(`backend ${selected.name} (best available)`)
       for (const s of selected.skipped) expect(line?.notes[0]).toContain(`; ${s.backend} skipped: `)
       if (selected.name === "wasm") {
-        expect(line?.notes[0]).toContain("@tensorflow/tfjs-node-gpu: not installed; @tensorflow/tfjs-node: not installed")
+        expect(line?.notes[0]).toContain(
+          "tensorflow skipped: @tensorflow/tfjs-node-gpu: not installed; @tensorflow/tfjs-node: not installed"
+        )
       }
     }))
 
