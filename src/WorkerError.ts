@@ -107,6 +107,31 @@ export class CallFailed extends Schema.TaggedError<CallFailed>()("CallFailed", {
   }
 }
 
+/**
+ * A remote's image argument is not an image it can read; remotes that take image bytes declare it as their `error`,
+ * so a caller sending the wrong bytes gets a typed failure and the worker keeps serving.
+ *
+ * - `UnknownFormat`: neither JPEG nor PNG (told by the magic bytes).
+ * - `TooLarge`: over the resolution limit, refused from the header before decoding.
+ * - `Corrupt`: the header or the data cannot be decoded.
+ *
+ * `message` says what was expected and what arrived, e.g. "expected a JPEG or PNG image, got 4 bytes starting with
+ * 47 49 46 38".
+ *
+ * @example
+ * ```ts
+ * const detect = Remote.make("detect", {
+ *   payload: Schema.Struct({ image: Schema.Uint8ArrayFromSelf }),
+ *   success: Schema.Array(Vision.Detection),
+ *   error: ImageInvalid
+ * }, ({ image }) => ...)
+ * ```
+ */
+export class ImageInvalid extends Schema.TaggedError<ImageInvalid>()("ImageInvalid", {
+  reason: Schema.Literal("UnknownFormat", "TooLarge", "Corrupt"),
+  message: Schema.String
+}) {}
+
 /** One context's outcome in a failed start-up or shutdown. */
 export class ContextFailure extends Schema.Class<ContextFailure>("ContextFailure")({
   key: Schema.String,

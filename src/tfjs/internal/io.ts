@@ -7,6 +7,7 @@
 import type * as TfCore from "@tensorflow/tfjs-core"
 import { io } from "@tensorflow/tfjs-core"
 import { type GraphModel, loadGraphModel as tfLoadGraphModel } from "@tensorflow/tfjs-converter"
+import { type LayersModel, loadLayersModel as tfLoadLayersModel } from "@tensorflow/tfjs-layers"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as fs from "node:fs/promises"
@@ -139,12 +140,13 @@ export const fileSystem = (modelJsonPath: string): FileSystemHandler => {
   }
 }
 
-/**
- * Loads a graph model from a local `model.json` on the active backend.
- */
-export const loadGraphModel = (modelJsonPath: string): Effect.Effect<GraphModel, ModelFileError> =>
+/** Runs a tfjs loader on the fs handler, keeping the handler's own errors and naming the file in tfjs's. */
+const loadWith = <M>(
+  modelJsonPath: string,
+  load: (handler: FileSystemHandler) => Promise<M>
+): Effect.Effect<M, ModelFileError> =>
   Effect.tryPromise({
-    try: () => tfLoadGraphModel(fileSystem(modelJsonPath)),
+    try: () => load(fileSystem(modelJsonPath)),
     catch: (u) =>
       u instanceof ModelFileError ? u : new ModelFileError({
         reason: "InvalidModel",
@@ -154,6 +156,19 @@ export const loadGraphModel = (modelJsonPath: string): Effect.Effect<GraphModel,
         }`
       })
   })
+
+/**
+ * Loads a graph model from a local `model.json` on the active backend.
+ */
+export const loadGraphModel = (modelJsonPath: string): Effect.Effect<GraphModel, ModelFileError> =>
+  loadWith(modelJsonPath, tfLoadGraphModel)
+
+/**
+ * Loads a layers model (a Keras-style `model.json` with `"format": "layers-model"`) from local files on the active
+ * backend.
+ */
+export const loadLayersModel = (modelJsonPath: string): Effect.Effect<LayersModel, ModelFileError> =>
+  loadWith(modelJsonPath, (handler) => tfLoadLayersModel(handler))
 
 /**
  * {@link loadGraphModel} whose weights are disposed when the scope closes.

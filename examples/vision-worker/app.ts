@@ -1,0 +1,85 @@
+/**
+ * The flagship worker: two real vision models from the weights `@vladmandic/human` ships (they load offline), entered
+ * in parallel once the TensorFlow.js backend is chosen.
+ *
+ * - `detect({ image, minScore?, maxResults? })`: COCO objects in a JPEG or PNG, as labelled boxes (CenterNet).
+ * - `pose({ image })`: one person's 17 keypoints (MoveNet Lightning).
+ *
+ * Bytes that are not a JPEG or PNG fail with the declared `ImageInvalid`, and the worker goes on serving. This module
+ * is the deployment only; main.ts runs it.
+ */
+import { Context, Effect, Schema } from "effect"
+import * as fs from "node:fs"
+import { createRequire } from "node:module"
+import * as path from "node:path"
+import { Deployment, Remote } from "../../src/index.js"
+import { Tfjs, Vision } from "../../src/tfjs/index.js"
+import { ImageInvalid } from "../../src/WorkerError.js"
+
+/** The installed `@vladmandic/human`: its exports map hides package.json, so go up from its entry point. */
+const humanRoot = path.resolve(path.dirname(createRequire(import.meta.url).resolve("@vladmandic/human")), "..")
+
+/** CenterNet, the COCO object detector: input [1, 512, 512, 3] float32, output [1, 100, 6]. */
+export const centernetPath = path.join(humanRoot, "models", "centernet.json")
+
+/** MoveNet Lightning, single-person pose: input [1, 192, 192, 3] int32, output 17 x [y, x, score]. */
+export const movenetPath = path.join(humanRoot, "models", "movenet-lightning.json")
+
+/** The sample photo human ships (1280x1158 JPEG: eight thumbnails of people above a group photo). */
+export const samplePath = path.join(humanRoot, "assets", "samples.jpg")
+
+let sample: Uint8Array | undefined
+/** The bytes of {@link samplePath}, read once, when first needed. */
+export const sampleBytes = (): Uint8Array => (sample ??= new Uint8Array(fs.readFileSync(samplePath)))
+
+/** The object detector. */
+export class Centernet extends Context.Tag("Centernet")<Centernet, Tfjs.GraphModel>() {}
+
+/** The pose estimator. */
+export class Movenet extends Context.Tag("Movenet")<Movenet, Tfjs.GraphModel>() {}
+
+/** Loads CenterNet and runs it once on zeros, so that the first request does not pay for the first inference. */
+export const CenternetLive = Tfjs.graphModel(Centernet, { path: centernetPath, warmup: 1 })
+
+/** Loads MoveNet Lightning and warms it up. Depends only on the backend: it loads alongside CenterNet. */
+export const MovenetLive = Tfjs.graphModel(Movenet, { path: movenetPath, warmup: 1 })
+
+/** Image bytes: JPEG or PNG. */
+const ImageBytes = Schema.Uint8ArrayFromSelf.annotations({ description: "JPEG or PNG bytes" })
+
+/** `detect({ image, minScore?, maxResults? })`: labelled boxes in source pixels, best first. */
+export const detect = Remote.make("detect", {
+  payload: Schema.Struct({
+    image: ImageBytes,
+    minScore: Schema.optional(Schema.Number.pipe(Schema.between(0, 1))),
+    maxResults: Schema.optional(Schema.Int.pipe(Schema.between(1, 100)))
+  }),
+  success: Schema.Array(Vision.Detection),
+  error: ImageInvalid,
+  // One detect is about half a second on wasm with the decode of the sample: a few rounds keep start-up short
+  benchmark: { generator: () => ({ image: sampleBytes() }), runs: 3, warmup: 1 }
+}, ({ image, maxResults, minScore }) =>
+  Effect.gen(function*() {
+    const rgb = yield* Vision.decodeImage(image)
+    return yield* Vision.detect(yield* Centernet, rgb, {
+      ...(minScore === undefined ? {} : { minScore }),
+      ...(maxResults === undefined ? {} : { maxResults })
+    })
+  }))
+
+/** `pose({ image })`: the 17 keypoints of the main person, in source pixels. */
+export const pose = Remote.make("pose", {
+  payload: Schema.Struct({ image: ImageBytes }),
+  success: Schema.Array(Vision.Keypoint),
+  error: ImageInvalid
+}, ({ image }) =>
+  Effect.gen(function*() {
+    const rgb = yield* Vision.decodeImage(image)
+    return yield* Vision.pose(yield* Movenet, rgb)
+  }))
+
+/** The deployment: the backend, then both models in parallel; `detect` is benchmarked. */
+export const app = Deployment.make("vision-worker", {
+  contexts: [Tfjs.backend, CenternetLive, MovenetLive],
+  remotes: [detect, pose]
+})

@@ -1,0 +1,122 @@
+import { describe, expect, it, layer } from "@effect/vitest"
+import * as tf from "@tensorflow/tfjs-core"
+import { Context, Effect, Layer } from "effect"
+import { app, detect, pose, sampleBytes } from "../examples/vision-worker/app.js"
+import { Worker } from "../src/index.js"
+import { Tfjs, Vision } from "../src/tfjs/index.js"
+import { selectBackend } from "../src/tfjs/internal/backend.js"
+import { ImageInvalid, RemoteFailure } from "../src/WorkerError.js"
+import { figureJpeg } from "./fixtures/tfjs.js"
+
+/** One vision worker for the whole file: start-up loads both models and runs the benchmark (about 3 s on wasm). */
+class VisionWorker
+  extends Context.Tag("test/VisionWorker")<VisionWorker, Worker.Worker<any, typeof detect | typeof pose>>()
+{}
+
+const layerVisionWorker = Layer.scoped(VisionWorker, Worker.make(app)).pipe(Layer.orDie)
+
+layer(layerVisionWorker, { timeout: "60 seconds" })("vision-worker", (it) => {
+  it.effect("enters the backend, then both models side by side, and benchmarks detect", () =>
+    Effect.gen(function*() {
+      const worker = yield* VisionWorker
+      // Both models depend on the backend only, so they enter in parallel
+      expect(app.contexts).toEqual([[Tfjs.Backend.key, []], ["Centernet", [Tfjs.Backend.key]], [
+        "Movenet",
+        [Tfjs.Backend.key]
+      ]])
+      const report = yield* worker.report
+      expect(report.phase).toBe("ready")
+      expect(report.contexts.map((c) => c.state)).toEqual(["entered", "entered", "entered"])
+      const notes = Object.fromEntries(report.contexts.map((c) => [c.key, c.notes.join("; ")]))
+      expect(notes[Tfjs.Backend.key]).toMatch(/^backend (tensorflow|wasm|cpu) \(best available\)/)
+      expect(notes["Centernet"]).toMatch(
+        /^graph model centernet\.json, input \[1,512,512,3\] float32, loaded in \d+ ms, warm-up \(1 run\)/
+      )
+      expect(notes["Movenet"]).toMatch(/^graph model movenet-lightning\.json, input \[1,192,192,3\] int32, .*warm-up/)
+      expect(report.benchmark).toMatchObject({ remote: "detect", calls: 3, runs: 3 })
+    }))
+
+  it.effect("detect finds the people in the sample photo", () =>
+    Effect.gen(function*() {
+      const worker = yield* VisionWorker
+      // invoke: the untyped path a transport takes, so the result is checked against the success schema
+      const detections = (yield* worker.invoke("detect", {
+        image: sampleBytes(),
+        minScore: 0.2,
+        maxResults: 20
+      })) as ReadonlyArray<Vision.Detection>
+      const people = detections.filter((d) => d.label === "person")
+      // 11 at minScore 0.2 when written: a range, so that float noise between backends does not matter
+      expect(people.length).toBeGreaterThanOrEqual(6)
+      expect(people.length).toBeLessThanOrEqual(16)
+      expect(detections[0]).toMatchObject({ label: "person", classId: 0 })
+      for (const d of detections) {
+        expect(d.score).toBeGreaterThanOrEqual(0.2)
+        expect(d.box.x + d.box.width).toBeLessThanOrEqual(1280)
+        expect(d.box.y + d.box.height).toBeLessThanOrEqual(1158)
+      }
+      // minScore and maxResults reach the detector
+      const confident = yield* worker.call(detect, { image: sampleBytes(), minScore: 0.4, maxResults: 2 })
+      expect(confident.length).toBeGreaterThan(0)
+      expect(confident.length).toBeLessThanOrEqual(2)
+      expect(confident.every((d) => d.score >= 0.4)).toBe(true)
+    }))
+
+  it.effect("pose places a standing figure's keypoints head to toe", () =>
+    Effect.gen(function*() {
+      const worker = yield* VisionWorker
+      const keypoints = yield* worker.call(pose, { image: figureJpeg() })
+      expect(keypoints.map((k) => k.name)).toEqual([...Vision.movenetKeypoints])
+      const at = (name: string) => keypoints.find((k) => k.name === name)!
+      expect(at("nose").y).toBeLessThan(at("leftHip").y)
+      expect(at("leftHip").y).toBeLessThan(at("leftAnkle").y)
+      expect(at("leftAnkle").y).toBeGreaterThan(158 * 0.75)
+    }))
+
+  it.effect("answers bytes that are not an image with the declared ImageInvalid, and keeps serving", () =>
+    Effect.gen(function*() {
+      const worker = yield* VisionWorker
+      const garbage = new TextEncoder().encode("GIF89a, not a JPEG")
+      const failure = yield* Effect.flip(worker.invoke("detect", { image: garbage }))
+      expect(failure).toBeInstanceOf(RemoteFailure)
+      expect((failure as RemoteFailure).encoded).toEqual({
+        _tag: "ImageInvalid",
+        reason: "UnknownFormat",
+        message: "expected a JPEG or PNG image, got 18 bytes starting with 47 49 46 38 39 61 2c 20"
+      })
+      const truncated = sampleBytes().subarray(0, 2000)
+      const corrupt = yield* Effect.flip(worker.call(pose, { image: truncated }))
+      expect(corrupt).toBeInstanceOf(ImageInvalid)
+      expect(corrupt).toMatchObject({ reason: "Corrupt" })
+      expect(yield* worker.call(pose, { image: figureJpeg() })).toHaveLength(17)
+      const payload = yield* Effect.flip(worker.invoke("detect", { image: "not bytes" }))
+      expect(payload._tag).toBe("PayloadInvalid")
+    }))
+
+  it.effect("leaves no tensor behind after 100 calls", () =>
+    Effect.gen(function*() {
+      const worker = yield* VisionWorker
+      const image = figureJpeg()
+      const before = tf.memory().numTensors
+      for (let i = 0; i < 100; i++) yield* worker.call(pose, { image })
+      yield* Effect.flip(worker.call(detect, { image: new Uint8Array(3) }))
+      yield* worker.call(detect, { image: sampleBytes(), maxResults: 1 })
+      expect(tf.memory().numTensors).toBe(before)
+    }))
+})
+
+describe("vision-worker lifecycle", () => {
+  it.scoped("returns tensor memory to its level before start-up once the worker shuts down", () =>
+    Effect.gen(function*() {
+      // The engine needs a backend before it can count; the worker's backend context selects the same one again
+      yield* selectBackend()
+      const before = tf.memory().numTensors
+      const worker = yield* Worker.make(app, { benchmark: false })
+      // centernet's and movenet's weights
+      expect(tf.memory().numTensors).toBeGreaterThan(before + 200)
+      yield* worker.call(detect, { image: sampleBytes(), maxResults: 1 })
+      yield* worker.shutdown
+      expect((yield* worker.report).contexts.map((c) => c.state)).toEqual(["exited", "exited", "exited"])
+      expect(tf.memory().numTensors).toBe(before)
+    }))
+})
