@@ -71,10 +71,13 @@ export class RemoteNotFound extends Schema.TaggedError<RemoteNotFound>()("Remote
  * - `draining` / `stopped`: the worker is shutting down.
  * - `failed`: start-up failed.
  * - `queue-full`: the remote's queue is at `maxQueue` (or its estimated wait exceeds `maxQueueTime`).
+ * - `unreachable`: a client could not reach the worker (connection refused or reset).
  */
 export class WorkerUnavailable extends Schema.TaggedError<WorkerUnavailable>()("WorkerUnavailable", {
   reason: Schema.Literal("starting", "draining", "stopped", "failed", "queue-full", "unreachable"),
-  detail: Schema.optional(Schema.String)
+  detail: Schema.optional(Schema.String),
+  /** When it is worth trying again (the HTTP `Retry-After`), if the worker can tell. */
+  retryAfterMillis: Schema.optional(Schema.Number)
 }) {
   override get message(): string {
     return `Worker unavailable (${this.reason})${this.detail ? `: ${this.detail}` : ""}`
@@ -203,13 +206,15 @@ export class BenchmarkFailed extends Schema.TaggedError<BenchmarkFailed>()("Benc
  * - `InvalidShape`: a known form with missing or mistyped parts, or something that is not JSON at all.
  * - `TooDeep`: nesting beyond the depth limit (a hostile body must not exhaust the stack).
  * - `InvalidEnvelope`: the request body does not match the envelope.
+ * - `InvalidJson`: the request body is not JSON at all.
  */
 export const WireDecodeReason = Schema.Literal(
   "InvalidBytes",
   "UnknownType",
   "InvalidShape",
   "TooDeep",
-  "InvalidEnvelope"
+  "InvalidEnvelope",
+  "InvalidJson"
 )
 
 /** The `reason` literals of the matching error, as a type. */
@@ -270,3 +275,31 @@ export class WireArgumentError extends Schema.TaggedError<WireArgumentError>()("
   field: Schema.optional(Schema.String),
   message: Schema.String
 }) {}
+
+// ---------------------------------------------------------------------------
+// serving
+// ---------------------------------------------------------------------------
+
+/**
+ * A call was refused before anything ran (HTTP 401).
+ *
+ * - `missing`: no bearer token, or no `auth_data.signature` / `auth_data.url`.
+ * - `invalid`: the token or the signature does not match.
+ */
+export class Unauthorized extends Schema.TaggedError<Unauthorized>()("Unauthorized", {
+  reason: Schema.Literal("missing", "invalid"),
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `Unauthorized (${this.reason}): ${this.detail}`
+  }
+}
+
+/** A request body was larger than the worker's limit (HTTP 413). */
+export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()("PayloadTooLarge", {
+  limitBytes: Schema.Number
+}) {
+  override get message(): string {
+    return `Request body larger than ${this.limitBytes} bytes`
+  }
+}

@@ -1,0 +1,33 @@
+/**
+ * The smallest deployment: one remote that squares a number, with the benchmark the engine needs.
+ *
+ * Serve it with `npx effect-deployments serve examples/square.ts` (or `npx tsx examples/square.ts`), then:
+ *
+ * ```sh
+ * curl -s localhost:8000/remote/square -H 'content-type: application/json' -d '{"payload": {"kwargs": {"x": 5}}}'
+ * # {"result":{"ok":25}}
+ * ```
+ */
+import { NodeRuntime } from "@effect/platform-node"
+import { Effect, Layer, Schema } from "effect"
+import { pathToFileURL } from "node:url"
+import * as Deployment from "../src/Deployment.js"
+import * as Remote from "../src/Remote.js"
+import * as Worker from "../src/Worker.js"
+
+/** `square(x) = x * x`. */
+export const square = Remote.make("square", {
+  payload: Schema.Struct({ x: Schema.Number }),
+  success: Schema.Number,
+  benchmark: { dataset: [{ x: 2 }, { x: 3 }], runs: 3 }
+}, ({ x }) => Effect.succeed(x * x))
+
+/** The deployment: no contexts, one remote. */
+export const app = Deployment.make("square", { contexts: [], remotes: [square] })
+
+export default app
+
+// Run as a main (`tsx examples/square.ts`), not when imported by the CLI or a test.
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  NodeRuntime.runMain(Layer.launch(Worker.serve(app)))
+}
