@@ -6,6 +6,8 @@
 export * as Benchmark from "./Benchmark.js"
 export * as Deployment from "./Deployment.js"
 export * as Remote from "./Remote.js"
+export * as Wire from "./Wire.js"
 export * as Worker from "./Worker.js"
+export * as WorkerClient from "./WorkerClient.js"
 export * as WorkerContext from "./WorkerContext.js"
 export * as WorkerError from "./WorkerError.js"
