@@ -8,7 +8,7 @@
  * # {"result":{"ok":25}}
  * ```
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Effect, Layer, Schema } from "effect"
 import { pathToFileURL } from "node:url"
 import * as Deployment from "../src/Deployment.js"

@@ -175,7 +175,7 @@ export interface Served<Provides = any, Remotes extends Remote.Any = Remote.Any>
  *
  * @example
  * ```ts
- * import { NodeRuntime } from "@effect/platform-node"
+ * import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
  * import { Layer } from "effect"
  *
  * NodeRuntime.runMain(Layer.launch(Worker.serve(app, { port: 8000 })))

@@ -3,7 +3,7 @@
  *
  * Run through bin/effect-deployments.mjs, which registers tsx so that `<module>` may be TypeScript.
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Effect, Exit } from "effect"
 import * as Path from "node:path"
 import { pathToFileURL } from "node:url"
