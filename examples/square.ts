@@ -1,34 +1,31 @@
 /**
- * The reference's first example, translated: one remote function, `square`, with a benchmark.
+ * The smallest deployment: one remote that squares a number, with the benchmark the engine needs.
  *
- *   npx tsx examples/square.ts        # start it in process, call it, print the start-up report
+ * Serve it with `npx effect-deployments serve examples/square.ts` (or `npx tsx examples/square.ts`), then:
+ *
+ * ```sh
+ * curl -s localhost:8000/remote/square -H 'content-type: application/json' -d '{"payload": {"kwargs": {"x": 5}}}'
+ * # {"result":{"ok":25}}
+ * ```
  */
-import { Console, Effect, Schema } from "effect"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import { Effect, Layer, Schema } from "effect"
 import { pathToFileURL } from "node:url"
 import { Deployment, Remote, Worker } from "effect-deployments"
 
-/** `square({ x })` returns `x * x`. */
+/** `square(x) = x * x`. */
 export const square = Remote.make("square", {
   payload: Schema.Struct({ x: Schema.Number }),
   success: Schema.Number,
-  benchmark: { dataset: [{ x: 2 }, { x: 3 }, { x: 4 }], runs: 5 }
+  benchmark: { dataset: [{ x: 2 }, { x: 3 }], runs: 3 }
 }, ({ x }) => Effect.succeed(x * x))
 
 /** The deployment: no contexts, one remote. */
 export const app = Deployment.make("square", { contexts: [], remotes: [square] })
 
-/** Start in process, call `square` a few times, shut down. */
-export const main = Effect.scoped(Effect.gen(function*() {
-  const worker = yield* Worker.make(app)
-  for (const x of [2, 5, 12]) {
-    yield* Console.log(`square(${x}) = ${yield* worker.invoke("square", { x })}`)
-  }
-  yield* Console.log(`\n${Worker.formatReport(yield* worker.report)}`)
-}))
+export default app
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
-  Effect.runPromise(main).catch((error) => {
-    console.error(error)
-    process.exitCode = 1
-  })
+// Run as a main (`tsx examples/square.ts`), not when imported by the CLI or a test.
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  NodeRuntime.runMain(Layer.launch(Worker.serve(app)))
 }

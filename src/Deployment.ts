@@ -31,6 +31,10 @@ type LayerIn<L> = L extends Layer.Layer<any, any, infer R> ? R : never
 type Check<Provided, Required> = [Exclude<Required, Provided>] extends [never] ? unknown
   : { readonly "no registered context provides": Exclude<Required, Provided> }
 
+/** Whether a value is a deployment made by {@link make} (how the CLI finds the one a module exports). */
+export const isDeployment = (u: unknown): u is Deployment =>
+  typeof u === "object" && u !== null && TypeId in u
+
 /** Options of {@link make}. */
 export interface Options<
   Contexts extends ReadonlyArray<Layer.Layer<any, any, any>>,

@@ -45,6 +45,11 @@ export interface Remote<
   readonly maxQueue: number
   /** Per-call timeout; overrides the worker's. */
   readonly timeout: Duration.DurationInput | undefined
+  /**
+   * The longest a call may be expected to wait in the queue, estimated from the work queued ahead of it and the
+   * benchmark score; past it the worker answers 429. Overrides the worker's `maxQueueTime`.
+   */
+  readonly maxQueueTime: Duration.DurationInput | undefined
   /** The payload's field names in declaration order: `args` bind to them positionally. */
   readonly fields: ReadonlyArray<string>
   readonly handler: (
@@ -63,6 +68,7 @@ export interface Any {
   readonly concurrency: number
   readonly maxQueue: number
   readonly timeout: Duration.DurationInput | undefined
+  readonly maxQueueTime: Duration.DurationInput | undefined
   readonly fields: ReadonlyArray<string>
   readonly handler: (payload: any) => Effect.Effect<any, any, any>
 }
@@ -80,6 +86,7 @@ export interface Options<
   readonly concurrency?: number | undefined
   readonly maxQueue?: number | undefined
   readonly timeout?: Duration.DurationInput | undefined
+  readonly maxQueueTime?: Duration.DurationInput | undefined
 }
 
 const positiveInt = (name: string, what: string, n: number | undefined, fallback: number): number => {
@@ -126,6 +133,7 @@ export const make = <
     concurrency: positiveInt(name, "concurrency", options.concurrency, 1),
     maxQueue: options.maxQueue === 0 ? 0 : positiveInt(name, "maxQueue", options.maxQueue, 1000),
     timeout: options.timeout,
+    maxQueueTime: options.maxQueueTime,
     fields: Object.keys(options.payload.fields),
     handler
   }

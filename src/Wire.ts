@@ -25,8 +25,8 @@
  */
 import { Effect, ParseResult, Schema } from "effect"
 import * as internal from "./internal/wire.js"
-import { WireDecodeError } from "./WireError.js"
-import type { WireArgumentError, WireEncodeError } from "./WireError.js"
+import { WireDecodeError } from "./WorkerError.js"
+import type { WireArgumentError, WireEncodeError } from "./WorkerError.js"
 
 /**
  * A JSON value, as produced by `encodeValue` and ready for `JSON.stringify`.

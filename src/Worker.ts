@@ -4,9 +4,13 @@
  *
  * @since 0.1.0
  */
+import type * as HttpServer from "@effect/platform/HttpServer"
+import type { ServeError } from "@effect/platform/HttpServerError"
 import { Effect } from "effect"
-import type { Scope } from "effect"
+import type { ConfigError, Layer, Scope } from "effect"
 import type * as Deployment from "./Deployment.js"
+import type * as Metrics from "./internal/metrics.js"
+import * as server from "./internal/server.js"
 import * as internal from "./internal/worker.js"
 import type * as Remote from "./Remote.js"
 import type { StartupFailed } from "./WorkerError.js"
@@ -37,7 +41,15 @@ export interface Options extends internal.Options {
   readonly drainTimeout?: internal.Options["drainTimeout"]
   /** Run the deployment's benchmark before becoming ready. Default true. */
   readonly benchmark?: boolean | undefined
+  /**
+   * Refuse a call (`WorkerUnavailable` `queue-full`, HTTP 429) when the work admitted ahead of it would take longer than
+   * this at the benchmark score; a remote's own `maxQueueTime` wins. Default: no limit (only `maxQueue`).
+   */
+  readonly maxQueueTime?: internal.Options["maxQueueTime"]
 }
+
+/** Call counters by remote and outcome, latency histograms, queue depth, context timings, the score: `/metrics`. */
+export type MetricsSnapshot = Metrics.Snapshot
 
 /**
  * A running worker.
@@ -101,3 +113,94 @@ export const formatReport = (report: Report): string => {
   if (report.readyAt !== undefined) lines.push(`  ready after ${report.readyAt - report.startedAt} ms`)
   return lines.join("\n")
 }
+
+/**
+ * How `POST /remote/<name>` checks callers.
+ *
+ * - `none`: no check (local use, or behind something that checks).
+ * - `token`: `Authorization: Bearer <token>`, compared in constant time.
+ * - `signed`: the reference's scheme: `auth_data.signature` is an RSA PKCS#1 v1.5 SHA-256 signature of
+ *   `auth_data.url`, checked with `publicKey` (PEM) or the key fetched from `{reportAddr}/pubkey/`.
+ *
+ * A failed check is 401 and runs nothing.
+ */
+export type Auth = server.Auth
+
+/**
+ * Options of {@link serve}. Each one not given is read from the environment (`Config`), then defaults:
+ *
+ * | option         | env                                    | default                      |
+ * | -------------- | -------------------------------------- | ---------------------------- |
+ * | `port`         | `WORKER_PORT`                          | 8000                         |
+ * | `host`         | `WORKER_HOST`                          | every interface              |
+ * | `maxBodySize`  | `WORKER_MAX_BODY_SIZE` (bytes)         | 64 MiB (413 above it)        |
+ * | `callTimeout`  | `WORKER_CALL_TIMEOUT` (e.g. `30 seconds`) | none                      |
+ * | `drainTimeout` | `WORKER_DRAIN_TIMEOUT`                 | 30 seconds                   |
+ * | `maxQueueTime` | `WORKER_MAX_QUEUE_TIME`                | none                         |
+ * | `auth`         | `WORKER_AUTH` = `none`/`token`/`signed`, `WORKER_TOKEN`, `WORKER_PUBLIC_KEY`, `REPORT_ADDR`, `UNSECURED` | see below |
+ *
+ * Auth defaults as the reference: with `REPORT_ADDR` set, `signed` (key from `REPORT_ADDR/pubkey/`) unless
+ * `UNSECURED=true`; otherwise `token` when `WORKER_TOKEN` is set, else `none`.
+ */
+export interface ServeOptions extends Options {
+  /** TCP port; 0 picks a free one (see `Served.url`). */
+  readonly port?: number | undefined
+  readonly host?: string | undefined
+  /** Largest request body in bytes. */
+  readonly maxBodySize?: number | undefined
+  readonly auth?: Auth | undefined
+  /**
+   * On SIGTERM or SIGINT, flip to draining at once and shut down; keep listening to later signals so that a second
+   * one cannot kill the process before the contexts exit. Default true. Pair it with `NodeRuntime.runMain`, which
+   * ends the main fiber (and so the process) on the same signal.
+   */
+  readonly handleSignals?: boolean | undefined
+}
+
+/** A served worker: the in-process handle and where it listens. */
+export interface Served<Provides = any, Remotes extends Remote.Any = Remote.Any>
+  extends server.Served<Provides, Remotes>
+{}
+
+/**
+ * Serve a deployment over HTTP as a layer: the server listens at once (`/health` answers while contexts enter), the
+ * worker starts behind it, and closing the layer drains calls (new ones get 503), exits every context, and only then
+ * stops listening. Logs the address, the start-up report and a ready line.
+ *
+ * Routes: `POST /remote/<name>` (the reference's envelope and value encoding), `GET /health`, `GET /ready`,
+ * `GET /metrics` (Prometheus text).
+ *
+ * The process exit code (through `NodeRuntime.runMain`) is 0 after a clean signal shutdown and non-zero when a context
+ * failed to exit or start-up failed.
+ *
+ * @example
+ * ```ts
+ * import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+ * import { Layer } from "effect"
+ *
+ * NodeRuntime.runMain(Layer.launch(Worker.serve(app, { port: 8000 })))
+ * ```
+ */
+export const serve = <Provides, E, Remotes extends Remote.Any>(
+  deployment: Deployment.Deployment<Provides, E, Remotes>,
+  options?: ServeOptions
+): Layer.Layer<never, ServeError | ConfigError.ConfigError> => server.serve(deployment, options, formatReport)
+
+/**
+ * {@link serve} as a scoped Effect on a Node HTTP server of its own, returning the worker and its URL (no logging).
+ * Use it to print your own lines or to call the worker in-process while it serves.
+ */
+export const serveEffect: <Provides, E, Remotes extends Remote.Any>(
+  deployment: Deployment.Deployment<Provides, E, Remotes>,
+  options?: ServeOptions
+) => Effect.Effect<Served<Provides, Remotes>, ServeError | ConfigError.ConfigError, Scope.Scope> = server.serveEffect
+
+/**
+ * Serve a deployment on the `HttpServer` in context (for example `NodeHttpServer.layerTest`). `port` and `host` are
+ * the server's business and ignored here; the other options are read as in {@link serve}.
+ */
+export const serveWith = <Provides, E, Remotes extends Remote.Any>(
+  deployment: Deployment.Deployment<Provides, E, Remotes>,
+  options?: ServeOptions
+): Effect.Effect<Served<Provides, Remotes>, ConfigError.ConfigError, HttpServer.HttpServer | Scope.Scope> =>
+  Effect.flatMap(server.resolve(options ?? {}), (resolved) => server.serveWith(deployment, resolved))

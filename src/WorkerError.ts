@@ -71,10 +71,13 @@ export class RemoteNotFound extends Schema.TaggedError<RemoteNotFound>()("Remote
  * - `draining` / `stopped`: the worker is shutting down.
  * - `failed`: start-up failed.
  * - `queue-full`: the remote's queue is at `maxQueue` (or its estimated wait exceeds `maxQueueTime`).
+ * - `unreachable`: a client could not reach the worker (connection refused or reset).
  */
 export class WorkerUnavailable extends Schema.TaggedError<WorkerUnavailable>()("WorkerUnavailable", {
   reason: Schema.Literal("starting", "draining", "stopped", "failed", "queue-full", "unreachable"),
-  detail: Schema.optional(Schema.String)
+  detail: Schema.optional(Schema.String),
+  /** When it is worth trying again (the HTTP `Retry-After`), if the worker can tell. */
+  retryAfterMillis: Schema.optional(Schema.Number)
 }) {
   override get message(): string {
     return `Worker unavailable (${this.reason})${this.detail ? `: ${this.detail}` : ""}`
@@ -213,5 +216,115 @@ export class BenchmarkFailed extends Schema.TaggedError<BenchmarkFailed>()("Benc
 }) {
   override get message(): string {
     return `Benchmark of "${this.remote}" failed: ${this.detail}`
+  }
+}
+
+// ---------------------------------------------------------------------------
+// wire format
+// ---------------------------------------------------------------------------
+
+/**
+ * Why a reference-encoded JSON value could not be decoded.
+ *
+ * - `InvalidBytes`: a `bytes` form whose `contents` is not padded standard base64.
+ * - `UnknownType`: a `{"type": ..., "contents": ...}` form whose `type` is not one of the reference's.
+ * - `InvalidShape`: a known form with missing or mistyped parts, or something that is not JSON at all.
+ * - `TooDeep`: nesting beyond the depth limit (a hostile body must not exhaust the stack).
+ * - `InvalidEnvelope`: the request body does not match the envelope.
+ * - `InvalidJson`: the request body is not JSON at all.
+ */
+export const WireDecodeReason = Schema.Literal(
+  "InvalidBytes",
+  "UnknownType",
+  "InvalidShape",
+  "TooDeep",
+  "InvalidEnvelope",
+  "InvalidJson"
+)
+
+/** The `reason` literals of the matching error, as a type. */
+export type WireDecodeReason = typeof WireDecodeReason.Type
+
+/**
+ * A request value (or the request envelope) could not be decoded. `path` is the JSON path of the offending value in
+ * the wire JSON, e.g. `$.payload.kwargs.image.contents`.
+ */
+export class WireDecodeError extends Schema.TaggedError<WireDecodeError>()("WireDecodeError", {
+  reason: WireDecodeReason,
+  path: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
+ * Why a JS value could not be encoded for the wire.
+ *
+ * - `UnsupportedValue`: no reference form carries it (bigint, function, symbol, Set, Date, class instances...).
+ * - `NonFiniteNumber`: `NaN` or `±Infinity` (JSON has no spelling for them).
+ * - `Cycle`: the value contains itself.
+ * - `TooDeep`: nesting beyond the depth limit.
+ */
+export const WireEncodeReason = Schema.Literal("UnsupportedValue", "NonFiniteNumber", "Cycle", "TooDeep")
+
+/** The `reason` literals of the matching error, as a type. */
+export type WireEncodeReason = typeof WireEncodeReason.Type
+
+/**
+ * A result (or error) could not be encoded. `path` is the JS path of the offending value inside what was encoded,
+ * e.g. `$.items[3].score`.
+ */
+export class WireEncodeError extends Schema.TaggedError<WireEncodeError>()("WireEncodeError", {
+  reason: WireEncodeReason,
+  path: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
+ * Why call arguments could not be bound to a remote function's fields (the reference answers these with Python's
+ * `TypeError`).
+ *
+ * - `TooManyPositional`: more positional arguments than declared fields.
+ * - `DuplicateArgument`: a field given both positionally and by keyword.
+ * - `UnknownKeyword`: a keyword that names no field.
+ */
+export const WireArgumentReason = Schema.Literal("TooManyPositional", "DuplicateArgument", "UnknownKeyword")
+
+/** The `reason` literals of the matching error, as a type. */
+export type WireArgumentReason = typeof WireArgumentReason.Type
+
+/**
+ * Call arguments do not fit the remote function's fields. `field` names the field (or keyword) at fault; it is absent
+ * for `TooManyPositional`, where no field is at fault.
+ */
+export class WireArgumentError extends Schema.TaggedError<WireArgumentError>()("WireArgumentError", {
+  reason: WireArgumentReason,
+  field: Schema.optional(Schema.String),
+  message: Schema.String
+}) {}
+
+// ---------------------------------------------------------------------------
+// serving
+// ---------------------------------------------------------------------------
+
+/**
+ * A call was refused before anything ran (HTTP 401).
+ *
+ * - `missing`: no bearer token, or no `auth_data.signature` / `auth_data.url`.
+ * - `invalid`: the token or the signature does not match.
+ */
+export class Unauthorized extends Schema.TaggedError<Unauthorized>()("Unauthorized", {
+  reason: Schema.Literal("missing", "invalid"),
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `Unauthorized (${this.reason}): ${this.detail}`
+  }
+}
+
+/** A request body was larger than the worker's limit (HTTP 413). */
+export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()("PayloadTooLarge", {
+  limitBytes: Schema.Number
+}) {
+  override get message(): string {
+    return `Request body larger than ${this.limitBytes} bytes`
   }
 }

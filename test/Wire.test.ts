@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Schema } from "effect"
 import * as Wire from "../src/Wire.js"
-import { WireArgumentError, WireDecodeError, WireEncodeError } from "../src/WireError.js"
+import { WireArgumentError, WireDecodeError, WireEncodeError } from "../src/WorkerError.js"
 
 const bytes = (...xs: ReadonlyArray<number>) => new Uint8Array(xs)
 

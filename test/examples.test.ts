@@ -10,7 +10,7 @@ describe("examples", () => {
     Effect.gen(function*() {
       const worker = yield* Worker.make(Square.app)
       expect(yield* worker.invoke("square", { x: 12 })).toBe(144)
-      expect((yield* worker.report).benchmark?.calls).toBe(5)
+      expect((yield* worker.report).benchmark?.calls).toBe(3)
     }))
 
   it.scoped("tokenizer-model enters tokenizer and model in parallel, then the engine", () =>

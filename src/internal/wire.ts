@@ -1,5 +1,5 @@
 import { Effect } from "effect"
-import { WireArgumentError, WireDecodeError, WireEncodeError } from "../WireError.js"
+import { WireArgumentError, WireDecodeError, WireEncodeError } from "../WorkerError.js"
 
 /** @internal */
 export type Json = null | boolean | number | string | ReadonlyArray<Json> | { readonly [key: string]: Json }

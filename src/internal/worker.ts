@@ -33,6 +33,7 @@ import {
   StartupFailed,
   WorkerUnavailable
 } from "../WorkerError.js"
+import * as Metrics from "./metrics.js"
 import { Registry } from "./registry.js"
 import type { ContextRecord } from "./registry.js"
 
@@ -67,6 +68,7 @@ export interface Options {
   readonly callTimeout?: Duration.DurationInput | undefined
   readonly drainTimeout?: Duration.DurationInput | undefined
   readonly benchmark?: boolean | undefined
+  readonly maxQueueTime?: Duration.DurationInput | undefined
 }
 
 export type InvokeError =
@@ -88,6 +90,7 @@ export interface Worker<Provides, Remotes extends Remote.Any> {
     payload: Schema.Schema.Type<Rm["payload"]>
   ) => Effect.Effect<Schema.Schema.Type<Rm["success"]>, Schema.Schema.Type<Rm["error"]> | WorkerUnavailable | CallTimeout>
   readonly stats: Effect.Effect<ReadonlyArray<RemoteStats>>
+  readonly metrics: Effect.Effect<Metrics.Snapshot>
   readonly shutdown: Effect.Effect<void, ShutdownFailed>
   readonly registry: Registry
 }
@@ -95,6 +98,7 @@ export interface Worker<Provides, Remotes extends Remote.Any> {
 interface Slot {
   readonly remote: Remote.Any
   readonly semaphore: Effect.Semaphore
+  readonly maxQueueTime: Duration.Duration | undefined
   running: number
   queued: number
 }
@@ -106,6 +110,37 @@ const nextId = (): string => `${Date.now().toString(36)}-${(++callIds).toString(
 
 const issuesOf = (error: ParseResult.ParseError): ReadonlyArray<FieldIssue> =>
   ParseResult.ArrayFormatter.formatErrorSync(error).map((i) => new FieldIssue({ path: [...i.path] as Array<string | number>, message: i.message }))
+
+const workloadOf = (remote: Remote.Any, payload: unknown): number => {
+  const f = remote.benchmark?.workload
+  if (f === undefined) return Benchmark.DEFAULT_WORKLOAD
+  try {
+    const w = f(payload)
+    return Number.isFinite(w) && w >= 0 ? w : Benchmark.DEFAULT_WORKLOAD
+  } catch {
+    // A workload function that throws must not fail the call: it only feeds an estimate.
+    return Benchmark.DEFAULT_WORKLOAD
+  }
+}
+
+const outcomeOf = (exit: Exit.Exit<unknown, InvokeError>): Metrics.Outcome => {
+  if (Exit.isSuccess(exit)) return "ok"
+  const failure = Cause.failureOption(exit.cause)
+  if (Option.isNone(failure)) return Cause.isInterruptedOnly(exit.cause) ? "interrupted" : "defect"
+  switch (failure.value._tag) {
+    case "RemoteFailure":
+      return "error"
+    case "PayloadInvalid":
+      return "invalid"
+    case "CallTimeout":
+      return "timeout"
+    case "WorkerUnavailable":
+    case "RemoteNotFound":
+      return "rejected"
+    case "CallFailed":
+      return "defect"
+  }
+}
 
 /** @internal */
 export const start = <Provides, E, Remotes extends Remote.Any>(
@@ -122,6 +157,7 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
     const ready = yield* Deferred.make<Context.Context<Provides>, StartupFailed>()
     const drainTimeout = Duration.decode(options.drainTimeout ?? DEFAULT_DRAIN)
     const callTimeout = options.callTimeout === undefined ? undefined : Duration.decode(options.callTimeout)
+    const recorder = new Metrics.Recorder(deployment.remotes.keys())
 
     let phase: Phase = "starting"
     let readyAt: number | undefined
@@ -129,6 +165,8 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
     let benchmark: Benchmark.Result | undefined
     let context: Context.Context<Provides> | undefined
     let active = 0
+    // Workload units of every admitted call not yet finished: with the score, how long a new call would wait.
+    let pendingWorkload = 0
     let drained: Deferred.Deferred<void> | undefined
 
     const setPhase = (next: Phase, error?: string) =>
@@ -140,9 +178,11 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
 
     const slots = new Map<string, Slot>()
     for (const remote of deployment.remotes.values()) {
+      const maxQueueTime = remote.maxQueueTime ?? options.maxQueueTime
       slots.set(remote.name, {
         remote,
         semaphore: Effect.unsafeMakeSemaphore(remote.concurrency),
+        maxQueueTime: maxQueueTime === undefined ? undefined : Duration.decode(maxQueueTime),
         running: 0,
         queued: 0
       })
@@ -166,14 +206,35 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
     const run = (slot: Slot, payload: unknown, internal: boolean): Effect.Effect<unknown, unknown> =>
       Effect.uninterruptibleMask((restore) => {
         if (phase !== "ready" && !(internal && phase === "benchmarking")) return Effect.fail(unavailable())
+        const wouldWait = slot.running + slot.queued >= slot.remote.concurrency
+        const score = benchmark?.score
+        // Seconds until the work already admitted is done, at the measured rate (as the reference estimates it).
+        const waitSeconds = score === undefined || score <= 0 ? undefined : pendingWorkload / score
+        const retryAfterMillis = waitSeconds === undefined ? undefined : Math.ceil(waitSeconds * 1000)
         if (slot.queued >= slot.remote.maxQueue && slot.running >= slot.remote.concurrency) {
           return Effect.fail(
             new WorkerUnavailable({
               reason: "queue-full",
-              detail: `remote "${slot.remote.name}" has ${slot.queued} calls queued (maxQueue ${slot.remote.maxQueue})`
+              detail: `remote "${slot.remote.name}" has ${slot.queued} calls queued (maxQueue ${slot.remote.maxQueue})`,
+              retryAfterMillis
             })
           )
         }
+        if (
+          !internal && wouldWait && waitSeconds !== undefined && slot.maxQueueTime !== undefined &&
+          waitSeconds * 1000 > Duration.toMillis(slot.maxQueueTime)
+        ) {
+          return Effect.fail(
+            new WorkerUnavailable({
+              reason: "queue-full",
+              detail: `remote "${slot.remote.name}": estimated wait ${waitSeconds.toFixed(1)} s exceeds maxQueueTime ` +
+                `${Duration.format(slot.maxQueueTime)} (${pendingWorkload} workload pending at ${score!.toFixed(1)}/s)`,
+              retryAfterMillis
+            })
+          )
+        }
+        const workload = workloadOf(slot.remote, payload)
+        pendingWorkload += workload
         active++
         slot.queued++
         let started = false
@@ -203,6 +264,7 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
           )
           if (started) slot.running--
           else slot.queued--
+          pendingWorkload -= workload
           active--
           if (active === 0 && drained !== undefined) Deferred.unsafeDone(drained, Exit.void)
           return yield* exit
@@ -219,8 +281,25 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
 
     const invoke = (name: string, payload: unknown): Effect.Effect<unknown, InvokeError> => {
       const slot = slots.get(name)
-      if (slot === undefined) return Effect.fail(new RemoteNotFound({ remote: name, known: [...slots.keys()] }))
+      if (slot === undefined) {
+        recorder.unknownRemote++
+        return Effect.fail(new RemoteNotFound({ remote: name, known: [...slots.keys()] }))
+      }
+      return Effect.flatMap(Clock.currentTimeNanos, (t0) =>
+        Effect.onExit(
+          invokeSlot(slot, payload),
+          (exit) =>
+            Effect.map(Clock.currentTimeNanos, (t1) => {
+              const outcome = outcomeOf(exit)
+              const ran = outcome !== "invalid" && outcome !== "rejected"
+              recorder.record(name, outcome, ran ? Number(t1 - t0) / 1e9 : undefined)
+            })
+        ))
+    }
+
+    const invokeSlot = (slot: Slot, payload: unknown): Effect.Effect<unknown, InvokeError> => {
       const remote = slot.remote
+      const name = remote.name
       return Schema.decodeUnknown(remote.payload as unknown as Schema.Schema<unknown, unknown, never>, {
         errors: "all",
         onExcessProperty: "error"
@@ -410,6 +489,18 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
           maxQueue: s.remote.maxQueue
         }))
       ),
+      metrics: Effect.sync((): Metrics.Snapshot => ({
+        deployment: deployment.name,
+        phase,
+        remotes: [...recorder.remotes.values()].map((r) => {
+          const slot = slots.get(r.name)
+          return { ...r, running: slot?.running ?? 0, queued: slot?.queued ?? 0 }
+        }),
+        unknownRemote: recorder.unknownRemote,
+        contexts: registry.snapshot(),
+        score: benchmark?.score,
+        pendingWorkload
+      })),
       shutdown: shutdown(Exit.void),
       registry
     }

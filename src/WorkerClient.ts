@@ -1,0 +1,105 @@
+/**
+ * The typed client of a served worker: one method per remote of a deployment, typed from its Schemas, speaking the
+ * reference wire format over HTTP.
+ *
+ * @since 0.1.0
+ */
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
+import type * as HttpClient from "@effect/platform/HttpClient"
+import { Cause, Exit, ManagedRuntime } from "effect"
+import type { Duration, Effect, Redacted, Schema } from "effect"
+import type * as Deployment from "./Deployment.js"
+import * as internal from "./internal/client.js"
+import type * as Remote from "./Remote.js"
+
+/** Options of {@link make}. */
+export interface Options {
+  /** The worker's base URL, e.g. `http://127.0.0.1:8000`. */
+  readonly url: string
+  /** Sent as `Authorization: Bearer <token>` (a worker in `token` auth mode). */
+  readonly token?: string | Redacted.Redacted<string> | undefined
+  /**
+   * How long to keep retrying a call the worker cannot take now (429, 503 except a failed start-up, connection
+   * errors), from the first attempt. Default 30 seconds. A running call is never cut short by it.
+   */
+  readonly deadline?: Duration.DurationInput | undefined
+  /** First retry delay; it doubles per attempt, with jitter. Default 100 ms. */
+  readonly baseDelay?: Duration.DurationInput | undefined
+  /** Longest single retry delay (also caps a `Retry-After`). Default 5 seconds. */
+  readonly maxDelay?: Duration.DurationInput | undefined
+}
+
+/**
+ * What a call can fail with besides the remote's declared error: the worker cannot take it (`WorkerUnavailable`, after
+ * the retries), it failed there (`CallFailed`, with an id to find it in the worker's log) or timed out, or the worker
+ * refused the request (`PayloadInvalid`, `PayloadTooLarge`, `RemoteNotFound`, `Unauthorized`).
+ */
+export type CallError = internal.CallError
+
+/**
+ * A client: for every remote of the deployment, `name(payload)` returns the remote's success type or fails with its
+ * declared error type or a {@link CallError}.
+ */
+export type Client<Remotes extends Remote.Any> = internal.Client<Remotes>
+
+/**
+ * Make a client for the worker at `options.url` serving `deployment`. Needs an `HttpClient` (for example
+ * `FetchHttpClient.layer` or `NodeHttpClient.layerUndici`); interrupting a call aborts its request, which interrupts
+ * the remote on the worker.
+ *
+ * @example
+ * ```ts
+ * const program = Effect.gen(function*() {
+ *   const client = yield* WorkerClient.make(app, { url: "http://127.0.0.1:8000" })
+ *   return yield* client.square({ x: 5 }) // 25
+ * }).pipe(Effect.provide(FetchHttpClient.layer))
+ * ```
+ */
+export const make: <Provides, E, Remotes extends Remote.Any>(
+  deployment: Deployment.Deployment<Provides, E, Remotes>,
+  options: Options
+) => Effect.Effect<Client<Remotes>, never, HttpClient.HttpClient> = internal.make
+
+/** The Promise form of {@link Client}: the same methods, resolving or rejecting with the same error values. */
+export type PromiseClient<Remotes extends Remote.Any> = {
+  readonly [Rm in Remotes as Rm["name"]]: (
+    payload: Schema.Schema.Type<Rm["payload"]>
+  ) => Promise<Schema.Schema.Type<Rm["success"]>>
+}
+
+// One runtime for every Promise client: the fetch client holds no resources, so it never needs disposing.
+let runtime: ManagedRuntime.ManagedRuntime<HttpClient.HttpClient, never> | undefined
+
+/**
+ * {@link make} for Promise callers (over `fetch`). A call rejects with the error value itself (`instanceof` works:
+ * the remote's declared error, `WorkerUnavailable`, `CallFailed`, ...), not a wrapper.
+ *
+ * @example
+ * ```ts
+ * const client = WorkerClient.makePromise(app, { url: "http://127.0.0.1:8000" })
+ * await client.square({ x: 5 }) // 25
+ * ```
+ */
+export const makePromise = <Provides, E, Remotes extends Remote.Any>(
+  deployment: Deployment.Deployment<Provides, E, Remotes>,
+  options: Options
+): PromiseClient<Remotes> => {
+  runtime ??= ManagedRuntime.make(FetchHttpClient.layer)
+  const rt = runtime
+  const client = rt.runSync(make(deployment, options)) as unknown as Record<
+    string,
+    (payload: unknown) => Effect.Effect<unknown, unknown>
+  >
+  const out: Record<string, (payload: unknown) => Promise<unknown>> = {}
+  for (const [name, call] of Object.entries(client)) {
+    out[name] = (payload) =>
+      rt.runPromiseExit(call(payload)).then((exit) => {
+        if (Exit.isSuccess(exit)) return exit.value
+        throw Cause.squash(exit.cause)
+      })
+  }
+  return out as unknown as PromiseClient<Remotes>
+}
+
+/** Re-exported so a Promise caller can build the Effect client on the same transport. */
+export const layerFetch: typeof FetchHttpClient.layer = FetchHttpClient.layer

@@ -1,0 +1,107 @@
+/**
+ * `effect-deployments serve <module>`: load a module that exports a deployment and serve it.
+ *
+ * Run through bin/effect-deployments.mjs, which registers tsx so that `<module>` may be TypeScript.
+ */
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import { Console, Effect, Exit } from "effect"
+import * as Path from "node:path"
+import { pathToFileURL } from "node:url"
+import * as Deployment from "../Deployment.js"
+import * as Worker from "../Worker.js"
+
+const usage = `Usage: effect-deployments serve <module> [--port <n>] [--host <address>] [--no-benchmark]
+
+Loads <module> (TypeScript or JavaScript), takes the deployment it exports (the default export, or the one named
+export that is a deployment) and serves it over HTTP until SIGTERM or SIGINT.
+
+Environment: WORKER_PORT (default 8000), WORKER_HOST, WORKER_MAX_BODY_SIZE, WORKER_CALL_TIMEOUT, WORKER_DRAIN_TIMEOUT,
+WORKER_MAX_QUEUE_TIME, WORKER_AUTH (none | token | signed), WORKER_TOKEN, WORKER_PUBLIC_KEY, REPORT_ADDR, UNSECURED.`
+
+interface Args {
+  readonly module: string
+  readonly port: number | undefined
+  readonly host: string | undefined
+  readonly benchmark: boolean | undefined
+}
+
+const fail = (message: string): never => {
+  process.stderr.write(`${message}\n\n${usage}\n`)
+  process.exit(2)
+}
+
+const parseArgs = (argv: ReadonlyArray<string>): Args => {
+  const [command, ...rest] = argv
+  if (command === "--help" || command === "-h" || command === undefined) {
+    process.stdout.write(`${usage}\n`)
+    process.exit(command === undefined ? 2 : 0)
+  }
+  if (command !== "serve") return fail(`Unknown command "${command}"`)
+  let module: string | undefined
+  let port: number | undefined
+  let host: string | undefined
+  let benchmark: boolean | undefined
+  for (let i = 0; i < rest.length; i++) {
+    const arg = rest[i]!
+    if (arg === "--port") {
+      const n = Number(rest[++i])
+      if (!Number.isInteger(n) || n < 0 || n > 65535) fail(`--port needs a port number, got "${rest[i]}"`)
+      port = n
+    } else if (arg === "--host") {
+      host = rest[++i] ?? fail("--host needs an address")
+    } else if (arg === "--no-benchmark") {
+      benchmark = false
+    } else if (arg.startsWith("-")) {
+      fail(`Unknown option "${arg}"`)
+    } else if (module === undefined) {
+      module = arg
+    } else {
+      fail(`Unexpected argument "${arg}"`)
+    }
+  }
+  return { module: module ?? fail("serve needs a module"), port, host, benchmark }
+}
+
+/** The deployment a module exports: its default export, else its only named export that is a deployment. */
+const findDeployment = (mod: Record<string, unknown>, file: string): Deployment.Deployment => {
+  if (Deployment.isDeployment(mod["default"])) return mod["default"]
+  const named = Object.entries(mod).filter(([, value]) => Deployment.isDeployment(value))
+  if (named.length === 1) return named[0]![1] as Deployment.Deployment
+  if (named.length === 0) return fail(`${file} exports no deployment (export one made by Deployment.make)`)
+  return fail(
+    `${file} exports several deployments (${named.map(([name]) => name).join(", ")}); make one the default export`
+  )
+}
+
+const args = parseArgs(process.argv.slice(2))
+const file = Path.resolve(args.module)
+const mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>
+const deployment = findDeployment(mod, args.module)
+
+const program = Effect.gen(function*() {
+  let served: Worker.Served | undefined
+  // Added before serving, so it runs after the worker's shutdown: the final report shows every exit.
+  yield* Effect.addFinalizer(() =>
+    served === undefined
+      ? Effect.void
+      : Effect.flatMap(served.worker.report, (report) => Console.log(`${Worker.formatReport(report)}\nstopped`))
+  )
+  served = yield* Worker.serveEffect(deployment, {
+    ...(args.port === undefined ? {} : { port: args.port }),
+    ...(args.host === undefined ? {} : { host: args.host }),
+    ...(args.benchmark === undefined ? {} : { benchmark: args.benchmark })
+  })
+  const { url, worker } = served
+  yield* Console.log(`effect-deployments: serving deployment "${deployment.name}" on ${url}`)
+  const startup = yield* Effect.exit(worker.awaitReady)
+  const report = yield* worker.report
+  yield* Console.log(Worker.formatReport(report))
+  if (Exit.isSuccess(startup)) {
+    yield* Console.log(`ready: ${url} (POST ${url}/remote/<name>; GET /health, /ready, /metrics)`)
+  } else {
+    yield* Console.error(`start-up failed: ${report.error ?? "unknown"} (still answering /health and /ready)`)
+  }
+  return yield* Effect.never
+})
+
+NodeRuntime.runMain(Effect.scoped(program))

@@ -1,0 +1,427 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Cause, ConfigProvider, Context, Deferred, Effect, Exit, Fiber, Schema, Scope } from "effect"
+import type { Duration } from "effect"
+import * as Deployment from "../src/Deployment.js"
+import { resolve } from "../src/internal/server.js"
+import * as Remote from "../src/Remote.js"
+import * as Worker from "../src/Worker.js"
+import * as WorkerContext from "../src/WorkerContext.js"
+import { ping } from "./fixtures/probe.js"
+import { boom, divide, echo, keyPair, pubkeyServer, request, sign } from "./fixtures/serving.js"
+
+const local = { port: 0, host: "127.0.0.1", handleSignals: false, benchmark: false } as const
+
+const serve = <P, E, R extends Remote.Any>(app: Deployment.Deployment<P, E, R>, options: Worker.ServeOptions = {}) =>
+  Effect.tap(Worker.serveEffect(app, { ...local, ...options }), (served) => served.worker.awaitReady)
+
+/** Poll (real time, a few ms apart) until `predicate` holds; fails the test after ~2 s instead of hanging. */
+const eventually = <A, E>(effect: Effect.Effect<A, E>, predicate: (a: A) => boolean) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 400; i++) {
+      const a = yield* effect
+      if (predicate(a)) return a
+      yield* Effect.sleep("5 millis")
+    }
+    return yield* Effect.die(new Error("condition not reached"))
+  })
+
+const app = Deployment.make("wire", { contexts: [], remotes: [echo, divide, boom] })
+
+/** A remote whose calls wait for the test: `started` counts entries, `release` lets them all finish. */
+const gated = (options: { concurrency?: number; maxQueue?: number; maxQueueTime?: Duration.DurationInput } = {}) => {
+  const state = { started: 0, finished: 0, interrupted: 0, release: Deferred.unsafeMake<void>(undefined as never) }
+  const remote = Remote.make("gate", {
+    payload: Schema.Struct({ units: Schema.Number }),
+    success: Schema.Literal("done"),
+    concurrency: options.concurrency ?? 1,
+    maxQueue: options.maxQueue ?? 1000,
+    ...(options.maxQueueTime === undefined ? {} : { maxQueueTime: options.maxQueueTime }),
+    benchmark: { dataset: [{ units: 1 }], runs: 1, warmup: 0, concurrency: 1, workload: (p) => p.units }
+  }, ({ units }) =>
+    units === 1
+      ? Effect.succeed("done" as const)
+      : Effect.gen(function*() {
+        state.started++
+        yield* Deferred.await(state.release)
+        state.finished++
+        return "done" as const
+      }).pipe(Effect.onInterrupt(() => Effect.sync(() => state.interrupted++))))
+  return { remote, state, app: Deployment.make("gated", { contexts: [], remotes: [remote] }) }
+}
+
+const call = (url: string, name: string, payload: unknown, headers?: Record<string, string>) =>
+  request(`${url}/remote/${name}`, { body: { payload }, ...(headers === undefined ? {} : { headers }) })
+
+describe("routes", () => {
+  it.scopedLive("health, ready, metrics and unknown routes", () =>
+    Effect.gen(function*() {
+      const { url } = yield* serve(app)
+      const health = yield* request(`${url}/health`)
+      expect(health.status).toBe(200)
+      expect(health.json).toMatchObject({ status: "alive", deployment: "wire", phase: "ready" })
+      const ready = yield* request(`${url}/ready`)
+      expect(ready.status).toBe(200)
+      expect(ready.json.phase).toBe("ready")
+      expect(ready.json.report.deployment).toBe("wire")
+
+      yield* call(url, "divide", { kwargs: { a: 6, b: 3 } })
+      yield* call(url, "divide", { kwargs: { a: 1, b: 0 } })
+      yield* call(url, "divide", { kwargs: { a: "x" } })
+      yield* call(url, "boom", {})
+      yield* call(url, "nope", {})
+      const metrics = yield* request(`${url}/metrics`)
+      expect(metrics.status).toBe(200)
+      expect(metrics.headers.get("content-type")).toContain("text/plain")
+      const line = (outcome: string) => `worker_calls_total{deployment="wire",remote="divide",outcome="${outcome}"}`
+      expect(metrics.text).toContain(`${line("ok")} 1`)
+      expect(metrics.text).toContain(`${line("error")} 1`)
+      expect(metrics.text).toContain(`${line("invalid")} 1`)
+      expect(metrics.text).toContain(`worker_calls_total{deployment="wire",remote="boom",outcome="defect"} 1`)
+      expect(metrics.text).toContain(`worker_unknown_remote_calls_total{deployment="wire"} 1`)
+      expect(metrics.text).toContain(`worker_call_duration_seconds_count{deployment="wire",remote="divide"} 2`)
+      expect(metrics.text).toContain(`worker_phase{deployment="wire",phase="ready"} 1`)
+
+      const nowhere = yield* request(`${url}/nowhere`)
+      expect(nowhere.status).toBe(404)
+      expect(nowhere.json._tag).toBe("RouteNotFound")
+    }))
+
+  it.scopedLive("answers /health while contexts enter; /ready and calls are 503 until ready", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      const Model = Context.GenericTag<"Model", string>("Model")
+      const model = WorkerContext.make(Model, { enter: Effect.as(Deferred.await(gate), "weights") })
+      const uses = Remote.make("uses", { payload: Schema.Struct({}), success: Schema.String }, () => Model)
+      const slow = Deployment.make("slow", { contexts: [model], remotes: [uses, ping] })
+      const { url, worker } = yield* Worker.serveEffect(slow, local)
+
+      const health = yield* request(`${url}/health`)
+      expect(health.status).toBe(200)
+      expect(health.json.phase).toBe("starting")
+      const ready = yield* request(`${url}/ready`)
+      expect(ready.status).toBe(503)
+      expect(ready.json.phase).toBe("starting")
+      expect(ready.json.report.contexts[0]).toMatchObject({ key: "Model", state: "entering" })
+      const early = yield* call(url, "uses", {})
+      expect(early.status).toBe(503)
+      expect(early.json).toMatchObject({ _tag: "WorkerUnavailable", reason: "starting" })
+
+      yield* Deferred.succeed(gate, undefined)
+      yield* worker.awaitReady
+      expect((yield* request(`${url}/ready`)).status).toBe(200)
+      expect((yield* call(url, "uses", {})).json).toEqual({ result: { ok: "weights" } })
+    }))
+
+  it.scopedLive("a failed start-up: /health 200 with the state, /ready 503 with the report and the error", () =>
+    Effect.gen(function*() {
+      const Model = Context.GenericTag<"Model", string>("Model")
+      const model = WorkerContext.make(Model, { enter: Effect.fail(new Error("weights missing")) })
+      const uses = Remote.make("uses", { payload: Schema.Struct({}), success: Schema.String }, () => Model)
+      const bad = Deployment.make("bad", { contexts: [model], remotes: [uses, ping] })
+      const scope = yield* Scope.make()
+      const { url, worker } = yield* Scope.extend(Worker.serveEffect(bad, local), scope)
+      yield* Effect.flip(worker.awaitReady)
+      expect((yield* request(`${url}/health`)).json.phase).toBe("failed")
+      const ready = yield* request(`${url}/ready`)
+      expect(ready.status).toBe(503)
+      expect(ready.json.report.error).toContain("weights missing")
+      const refused = yield* call(url, "uses", {})
+      expect(refused.status).toBe(503)
+      expect(refused.json.reason).toBe("failed")
+      // Closing fails with the start-up error: under NodeRuntime.runMain the process exits non-zero.
+      const closed = yield* Effect.exit(Scope.close(scope, Exit.void))
+      expect(Exit.isFailure(closed) && Cause.squash(closed.cause)).toMatchObject({ _tag: "StartupFailed" })
+    }))
+})
+
+describe("wire format over HTTP", () => {
+  it.scopedLive("round-trips bytes, booleans, nested dicts, lists and null", () =>
+    Effect.gen(function*() {
+      const { url } = yield* serve(app)
+      const reply = yield* call(url, "echo", {
+        kwargs: {
+          data: { type: "bytes", contents: Buffer.from([0, 1, 254]).toString("base64") },
+          flag: true,
+          nested: { type: "dict", contents: [["outer", { type: "dict", contents: [["n", 1.5]] }]] },
+          tags: { type: "list", contents: ["a", "b"] },
+          none: null
+        }
+      })
+      expect(reply.status).toBe(200)
+      expect(reply.json).toEqual({
+        result: {
+          ok: {
+            type: "dict",
+            contents: [
+              ["data", { type: "bytes", contents: Buffer.from([1, 2, 255]).toString("base64") }],
+              ["flag", false],
+              ["nested", { type: "dict", contents: [["outer", { type: "dict", contents: [["n", 1.5]] }]] }],
+              ["tags", { type: "list", contents: ["a", "b"] }],
+              ["none", null]
+            ]
+          }
+        }
+      })
+    }))
+
+  it.scopedLive("binds positional args in field order; mixes with kwargs", () =>
+    Effect.gen(function*() {
+      const { url } = yield* serve(app)
+      expect((yield* call(url, "divide", { args: [9, 3] })).json).toEqual({ result: { ok: 3 } })
+      expect((yield* call(url, "divide", { args: [8], kwargs: { b: 2 } })).json).toEqual({ result: { ok: 4 } })
+      const twice = yield* call(url, "divide", { args: [8], kwargs: { a: 2 } })
+      expect(twice.status).toBe(400)
+      expect(twice.json).toMatchObject({ _tag: "WireArgumentError", reason: "DuplicateArgument", field: "a" })
+    }))
+
+  it.scopedLive("a declared error is 200 with the reference's err form, keeping tag, message and fields", () =>
+    Effect.gen(function*() {
+      const { url } = yield* serve(app)
+      const reply = yield* call(url, "divide", { kwargs: { a: 7, b: 0 } })
+      expect(reply.status).toBe(200)
+      expect(reply.json).toEqual({
+        result: {
+          err: {
+            type: "obj",
+            module: { type: "relative", path: [] },
+            class: "DivideByZero",
+            contents: { _tag: "DivideByZero", reason: "zero-divisor", dividend: 7, message: "cannot divide 7 by zero" }
+          }
+        }
+      })
+    }))
+
+  it.scopedLive("400 for a body that is not JSON, not the envelope, or a payload naming every failing field", () =>
+    Effect.gen(function*() {
+      const { url } = yield* serve(app)
+      const notJson = yield* request(`${url}/remote/divide`, { body: "{nope" })
+      expect(notJson.status).toBe(400)
+      expect(notJson.json).toMatchObject({ _tag: "WireDecodeError", reason: "InvalidJson" })
+      const envelope = yield* request(`${url}/remote/divide`, { body: { payload: { args: "x" } } })
+      expect(envelope.status).toBe(400)
+      expect(envelope.json).toMatchObject({ _tag: "WireDecodeError", reason: "InvalidEnvelope", path: "$.payload.args" })
+      const badBytes = yield* call(url, "echo", { kwargs: { data: { type: "bytes", contents: "!!" } } })
+      expect(badBytes.status).toBe(400)
+      expect(badBytes.json).toMatchObject({ reason: "InvalidBytes", path: "$.payload.kwargs.data.contents" })
+
+      const payload = yield* call(url, "divide", { kwargs: { a: "one", b: true } })
+      expect(payload.status).toBe(400)
+      expect(payload.json._tag).toBe("PayloadInvalid")
+      expect(payload.json.issues.map((i: { path: Array<string> }) => i.path)).toEqual([["a"], ["b"]])
+      expect(payload.json.message).toContain("a: ")
+      expect(payload.json.message).toContain("b: ")
+    }))
+
+  it.scopedLive("404 names the known remotes; 413 above the body limit", () =>
+    Effect.gen(function*() {
+      const { url } = yield* serve(app, { maxBodySize: 64 })
+      const missing = yield* call(url, "nope", {})
+      expect(missing.status).toBe(404)
+      expect(missing.json).toMatchObject({ _tag: "RemoteNotFound", remote: "nope", known: ["echo", "divide", "boom"] })
+      const big = yield* call(url, "divide", { kwargs: { a: 1, b: 1, pad: "x".repeat(100) } })
+      expect(big.status).toBe(413)
+      expect(big.json).toMatchObject({ _tag: "PayloadTooLarge", limitBytes: 64 })
+      // The limit is on bytes, not on the remote: a small call still passes.
+      expect((yield* call(url, "divide", { args: [1, 1] })).status).toBe(200)
+    }))
+
+  it.scopedLive("500 for a defect carries an id and no stack trace", () =>
+    Effect.gen(function*() {
+      const { url } = yield* serve(app)
+      const reply = yield* call(url, "boom", {})
+      expect(reply.status).toBe(500)
+      expect(reply.json).toMatchObject({ _tag: "CallFailed", reason: "defect", remote: "boom" })
+      expect(reply.json.id).toMatch(/.+/)
+      expect(reply.text).not.toContain("TypeError")
+      expect(reply.text).not.toMatch(/\bat .*:\d+:\d+/)
+    }))
+
+  it.scopedLive("504 when a call runs past the call timeout", () =>
+    Effect.gen(function*() {
+      const { app, state } = gated()
+      const { url } = yield* serve(app, { callTimeout: "50 millis" })
+      const reply = yield* call(url, "gate", { kwargs: { units: 2 } })
+      expect(reply.status).toBe(504)
+      expect(reply.json).toMatchObject({ _tag: "CallTimeout", remote: "gate", timeoutMillis: 50 })
+      expect(state.interrupted).toBe(1)
+    }))
+})
+
+describe("concurrency and queueing", () => {
+  it.scopedLive("429 with Retry-After when the queue is full; the admitted calls complete", () =>
+    Effect.gen(function*() {
+      const { app, state } = gated({ concurrency: 1, maxQueue: 1 })
+      const { url } = yield* serve(app)
+      const first = yield* Effect.fork(call(url, "gate", { kwargs: { units: 2 } }))
+      yield* eventually(Effect.sync(() => state.started), (n) => n === 1)
+      const second = yield* Effect.fork(call(url, "gate", { kwargs: { units: 2 } }))
+      yield* eventually(request(`${url}/metrics`), (m) => m.text.includes(`worker_calls_queued{deployment="gated",remote="gate"} 1`))
+      const third = yield* call(url, "gate", { kwargs: { units: 2 } })
+      expect(third.status).toBe(429)
+      expect(third.json).toMatchObject({ _tag: "WorkerUnavailable", reason: "queue-full" })
+      expect(Number(third.headers.get("retry-after"))).toBeGreaterThanOrEqual(1)
+      yield* Deferred.succeed(state.release, undefined)
+      expect((yield* Fiber.join(first)).json).toEqual({ result: { ok: "done" } })
+      expect((yield* Fiber.join(second)).json).toEqual({ result: { ok: "done" } })
+      expect(state.finished).toBe(2)
+    }))
+
+  it.scopedLive("429 when the estimated wait (queued workload / benchmark score) exceeds maxQueueTime", () =>
+    Effect.gen(function*() {
+      // The benchmark runs one call of workload 1, so the score is at most 1000 workload/s (1 ms clock resolution).
+      const { app, state } = gated({ concurrency: 1, maxQueueTime: "1 second" })
+      const { url, worker } = yield* serve(app, { benchmark: true })
+      const score = (yield* worker.report).benchmark!.score
+      expect(score).toBeLessThanOrEqual(1000)
+      // 1e6 units ahead at <= 1000/s: >= 1000 s of estimated wait.
+      const running = yield* Effect.fork(call(url, "gate", { kwargs: { units: 1_000_000 } }))
+      yield* eventually(Effect.sync(() => state.started), (n) => n === 1)
+      const refused = yield* call(url, "gate", { kwargs: { units: 2 } })
+      expect(refused.status).toBe(429)
+      expect(refused.json.detail).toContain("maxQueueTime")
+      expect(Number(refused.headers.get("retry-after"))).toBeGreaterThanOrEqual(1000)
+      yield* Deferred.succeed(state.release, undefined)
+      expect((yield* Fiber.join(running)).status).toBe(200)
+    }))
+
+  it.scopedLive("a client that disconnects interrupts its call in the handler", () =>
+    Effect.gen(function*() {
+      const { app, state } = gated()
+      const { url } = yield* serve(app)
+      const controller = new AbortController()
+      const fiber = yield* Effect.fork(
+        Effect.exit(request(`${url}/remote/gate`, { body: { payload: { kwargs: { units: 2 } } }, signal: controller.signal }))
+      )
+      yield* eventually(Effect.sync(() => state.started), (n) => n === 1)
+      controller.abort()
+      yield* eventually(Effect.sync(() => state.interrupted), (n) => n === 1)
+      expect(state.finished).toBe(0)
+      expect(Exit.isFailure(yield* Fiber.join(fiber))).toBe(true)
+      // The slot is free again.
+      yield* eventually(request(`${url}/metrics`), (m) => m.text.includes(`worker_calls_in_flight{deployment="gated",remote="gate"} 0`))
+      expect((yield* call(url, "gate", { kwargs: { units: 1 } })).status).toBe(200)
+    }))
+})
+
+describe("auth", () => {
+  it.scopedLive("token: bearer token required and compared; other routes open", () =>
+    Effect.gen(function*() {
+      const { url } = yield* serve(app, { auth: { mode: "token", token: "s3cret" } })
+      const none = yield* call(url, "divide", { args: [4, 2] })
+      expect(none.status).toBe(401)
+      expect(none.json).toMatchObject({ _tag: "Unauthorized", reason: "missing" })
+      const wrong = yield* call(url, "divide", { args: [4, 2] }, { authorization: "Bearer s3cres" })
+      expect(wrong.status).toBe(401)
+      expect(wrong.json.reason).toBe("invalid")
+      const right = yield* call(url, "divide", { args: [4, 2] }, { authorization: "Bearer s3cret" })
+      expect(right.json).toEqual({ result: { ok: 2 } })
+      expect((yield* request(`${url}/health`)).status).toBe(200)
+    }))
+
+  it.scopedLive("signed: the router's signature passes; a forged or missing one is 401 and runs nothing", () =>
+    Effect.gen(function*() {
+      const router = keyPair()
+      const forger = keyPair()
+      const { app, state } = gated()
+      const { url } = yield* serve(app, { auth: { mode: "signed", publicKey: router.publicKey } })
+      const target = `${url}/remote/gate`
+      const envelope = (signature: string | undefined) => ({
+        payload: { kwargs: { units: 1 } },
+        auth_data: { url: target, cost: "1", reqnum: 3, request_idx: 7, ...(signature === undefined ? {} : { signature }) }
+      })
+      const good = yield* request(target, { body: envelope(sign(router.privateKey, target)) })
+      expect(good.json).toEqual({ result: { ok: "done" } })
+      const forged = yield* request(target, { body: envelope(sign(forger.privateKey, target)) })
+      expect(forged.status).toBe(401)
+      expect(forged.json).toMatchObject({ _tag: "Unauthorized", reason: "invalid" })
+      const otherUrl = yield* request(target, {
+        body: { ...envelope(sign(router.privateKey, `${url}/remote/other`)) }
+      })
+      expect(otherUrl.status).toBe(401)
+      const missing = yield* request(target, { body: envelope(undefined) })
+      expect(missing.status).toBe(401)
+      expect(missing.json.reason).toBe("missing")
+      const forgedSlow = yield* request(target, {
+        body: { ...envelope(sign(forger.privateKey, target)), payload: { kwargs: { units: 2 } } }
+      })
+      expect(forgedSlow.status).toBe(401)
+      expect(state.started).toBe(0)
+    }))
+
+  it.scopedLive("signed with REPORT_ADDR: the key is fetched from REPORT_ADDR/pubkey/; not ready until then", () =>
+    Effect.gen(function*() {
+      const router = keyPair()
+      const engine = yield* pubkeyServer(router.publicKey)
+      const options = yield* resolve({}).pipe(
+        Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["REPORT_ADDR", `${engine.url}/`]])))
+      )
+      expect(options.auth).toMatchObject({ mode: "signed", reportAddr: `${engine.url}/` })
+      const { url } = yield* serve(app, { auth: options.auth })
+      yield* eventually(request(`${url}/ready`), (r) => r.status === 200)
+      expect(engine.hits()).toBe(1)
+      const target = `${url}/remote/divide`
+      const good = yield* request(target, {
+        body: { payload: { args: [6, 2] }, auth_data: { url: target, signature: sign(router.privateKey, target) } }
+      })
+      expect(good.json).toEqual({ result: { ok: 3 } })
+      const forged = yield* request(target, {
+        body: { payload: { args: [6, 2] }, auth_data: { url: target, signature: sign(keyPair().privateKey, target) } }
+      })
+      expect(forged.status).toBe(401)
+    }))
+
+  it.effect("auth defaults follow the reference's environment", () =>
+    Effect.gen(function*() {
+      const modeWith = (env: Record<string, string>) =>
+        Effect.map(
+          resolve({}).pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))),
+          (o) => o.auth.mode
+        )
+      expect(yield* modeWith({})).toBe("none")
+      expect(yield* modeWith({ REPORT_ADDR: "http://engine" })).toBe("signed")
+      expect(yield* modeWith({ REPORT_ADDR: "http://engine", UNSECURED: "true" })).toBe("none")
+      expect(yield* modeWith({ WORKER_TOKEN: "t" })).toBe("token")
+      expect(yield* modeWith({ WORKER_AUTH: "signed", WORKER_PUBLIC_KEY: "pem" })).toBe("signed")
+      expect(Exit.isFailure(yield* Effect.exit(modeWith({ WORKER_AUTH: "token" })))).toBe(true)
+      const defaults = yield* resolve({}).pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map())))
+      expect(defaults).toMatchObject({ port: 8000, maxBodySize: 64 * 1024 * 1024 })
+      const port = yield* resolve({}).pipe(
+        Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["WORKER_PORT", "9001"]])))
+      )
+      expect(port.port).toBe(9001)
+    }))
+})
+
+describe("draining", () => {
+  it.live("closing the scope: new calls get 503 while in-flight ones finish, then contexts exit, then it stops listening", () =>
+    Effect.gen(function*() {
+      const events: Array<string> = []
+      const Model = Context.GenericTag<"Model", string>("Model")
+      const model = WorkerContext.make(Model, {
+        enter: Effect.succeed("m"),
+        exit: () => Effect.sync(() => events.push("exit:Model"))
+      })
+      const { remote, state } = gated()
+      const uses = Remote.make("uses", { payload: Schema.Struct({}), success: Schema.String }, () => Model)
+      const drainApp = Deployment.make("drain", { contexts: [model], remotes: [remote, uses] })
+      const scope = yield* Scope.make()
+      const { url } = yield* Scope.extend(serve(drainApp), scope)
+
+      const inflight = yield* Effect.fork(call(url, "gate", { kwargs: { units: 2 } }))
+      yield* eventually(Effect.sync(() => state.started), (n) => n === 1)
+      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+      yield* eventually(request(`${url}/health`), (r) => r.json.phase === "draining")
+      const refused = yield* call(url, "uses", {})
+      expect(refused.status).toBe(503)
+      expect(refused.json).toMatchObject({ _tag: "WorkerUnavailable", reason: "draining" })
+      expect((yield* request(`${url}/ready`)).status).toBe(503)
+      expect(events).toEqual([])
+
+      yield* Deferred.succeed(state.release, undefined)
+      expect((yield* Fiber.join(inflight)).json).toEqual({ result: { ok: "done" } })
+      yield* Fiber.join(closing)
+      expect(events).toEqual(["exit:Model"])
+      const after = yield* Effect.exit(Effect.tryPromise(() => fetch(`${url}/health`)))
+      expect(Exit.isFailure(after)).toBe(true)
+    }))
+})

@@ -1,0 +1,122 @@
+import { describe, expect, it } from "vitest"
+import { type ChildProcess, spawn } from "node:child_process"
+import * as Path from "node:path"
+
+const root = Path.resolve(import.meta.dirname, "..")
+
+/** `npx effect-deployments serve <fixture>` as a child process on a free loopback port. */
+const start = (env: Record<string, string> = {}, fixture = "test/fixtures/lifecycle-app.ts") => {
+  const child: ChildProcess = spawn(
+    process.execPath,
+    ["bin/effect-deployments.mjs", "serve", fixture],
+    { cwd: root, env: { ...process.env, WORKER_PORT: "0", WORKER_HOST: "127.0.0.1", ...env }, stdio: "pipe" }
+  )
+  let output = ""
+  const waiters: Array<() => void> = []
+  const onData = (chunk: Buffer) => {
+    output += chunk.toString("utf8")
+    for (const w of waiters.splice(0)) w()
+  }
+  child.stdout!.on("data", onData)
+  child.stderr!.on("data", onData)
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
+  const waitFor = (pattern: RegExp): Promise<RegExpMatchArray> =>
+    new Promise((resolve, reject) => {
+      const check = () => {
+        const match = pattern.exec(output)
+        if (match !== null) return resolve(match)
+        if (child.exitCode !== null) return reject(new Error(`exited before ${pattern}:\n${output}`))
+        waiters.push(check)
+      }
+      check()
+    })
+  return { child, output: () => output, waitFor, exited }
+}
+
+const post = (url: string, body: unknown) =>
+  fetch(url, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" } })
+    .then(async (r) => ({ status: r.status, json: await r.json() as any }))
+
+const until = async (f: () => Promise<boolean>) => {
+  for (let i = 0; i < 400; i++) {
+    if (await f()) return
+    await new Promise((r) => setTimeout(r, 5))
+  }
+  throw new Error("condition not reached")
+}
+
+describe.concurrent("the bin, in a child process", () => {
+  it("serves a module, prints URL, report and ready; SIGTERM: in-flight calls finish, then the exits, exit 0", async () => {
+    // Calls long enough that the signal lands while they run, even on a loaded machine.
+    const worker = start({ FIXTURE_WORK_MS: "1500" })
+    const [, url] = await worker.waitFor(/serving deployment "lifecycle" on (http:\/\/\S+)/)
+    await worker.waitFor(/^ready: /m)
+    expect(worker.output()).toMatch(/deployment lifecycle: ready/)
+    expect(worker.output()).toMatch(/context Model\s+entered/)
+
+    const calls = [1, 2, 3].map((x) => post(`${url}/remote/work`, { payload: { args: [x] } }))
+    await until(async () =>
+      (await (await fetch(`${url}/metrics`)).text()).includes(`worker_calls_in_flight{deployment="lifecycle",remote="work"} 3`)
+    )
+    worker.child.kill("SIGTERM")
+    await until(async () => ((await (await fetch(`${url}/health`)).json()) as any).phase === "draining")
+    const late = await post(`${url}/remote/work`, { payload: { args: [4] } })
+    expect(late.status).toBe(503)
+    expect(late.json).toMatchObject({ _tag: "WorkerUnavailable", reason: "draining" })
+
+    const results = await Promise.all(calls)
+    expect(results).toEqual([1, 2, 3].map((x) => ({ status: 200, json: { result: { ok: x * 2 } } })))
+    expect(await worker.exited).toBe(0)
+    const out = worker.output()
+    const lastDone = Math.max(...[1, 2, 3].map((x) => out.indexOf(`done:${x}`)))
+    expect(Math.min(...[1, 2, 3].map((x) => out.indexOf(`done:${x}`)))).toBeGreaterThan(0)
+    // Model depends on nothing and Cache on nothing: both exit, after every call finished.
+    expect(out.indexOf("exit:model")).toBeGreaterThan(lastDone)
+    expect(out.indexOf("exit:cache")).toBeGreaterThan(lastDone)
+    expect(out).not.toContain("done:4")
+  })
+
+  it("SIGTERM during start-up rolls back what entered and exits 0", async () => {
+    const worker = start({ FIXTURE_ENTER_MS: "60000" })
+    const [, url] = await worker.waitFor(/on (http:\/\/\S+)/)
+    await worker.waitFor(/enter:model/)
+    await worker.waitFor(/entered:cache/)
+    expect((await fetch(`${url}/health`)).status).toBe(200)
+    expect((await fetch(`${url}/ready`)).status).toBe(503)
+    worker.child.kill("SIGTERM")
+    expect(await worker.exited).toBe(0)
+    const out = worker.output()
+    expect(out).toContain("interrupted:model")
+    expect(out).toContain("exit:cache")
+    expect(out).not.toContain("exit:model")
+    expect(out).not.toContain("ready: ")
+  })
+
+  it("a second signal does not skip the exits", async () => {
+    const worker = start({ FIXTURE_WORK_MS: "1500" })
+    const [, url] = await worker.waitFor(/on (http:\/\/\S+)/)
+    await worker.waitFor(/^ready: /m)
+    const call = post(`${url}/remote/work`, { payload: { args: [5] } })
+    await until(async () =>
+      (await (await fetch(`${url}/metrics`)).text()).includes(`worker_calls_in_flight{deployment="lifecycle",remote="work"} 1`)
+    )
+    worker.child.kill("SIGTERM")
+    await until(async () => ((await (await fetch(`${url}/health`)).json()) as any).phase === "draining")
+    worker.child.kill("SIGINT")
+    worker.child.kill("SIGTERM")
+    expect(await call).toEqual({ status: 200, json: { result: { ok: 10 } } })
+    expect(await worker.exited).toBe(0)
+    expect(worker.output()).toContain("exit:model")
+    expect(worker.output()).toContain("exit:cache")
+  })
+
+  it("a failed exit makes the exit code non-zero (every context still exits)", async () => {
+    const worker = start({ FIXTURE_EXIT_FAILS: "1" })
+    await worker.waitFor(/^ready: /m)
+    worker.child.kill("SIGTERM")
+    expect(await worker.exited).toBe(1)
+    expect(worker.output()).toContain("exit:model")
+    expect(worker.output()).toContain("exit:cache")
+    expect(worker.output()).toContain("could not free")
+  })
+})
