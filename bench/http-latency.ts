@@ -1,12 +1,15 @@
 /**
  * Latency of a trivial remote over loopback: Worker.serve vs a plain node:http handler doing the same work (read the
- * body, parse the envelope, square `x`, answer the reference's `{"result": {"ok": ...}}`), in the same process, with
- * the same keep-alive client. Prints p50/p99 and the ratio; writes bench/results/http-latency.json.
+ * body, parse the envelope, square `x`, answer the reference's `{"result": {"ok": ...}}`), and vs a bare
+ * @effect/platform HttpRouter route doing it (the floor of the HTTP stack the worker is built on), in the same process,
+ * with the same keep-alive client. Prints p50/p99 and the ratio; writes bench/results/http-latency.json.
  *
  *   npx tsx bench/http-latency.ts [sequential requests, default 3000] [concurrent requests, default 6000]
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Effect } from "effect"
+import { HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import { Context, Effect, Layer } from "effect"
 import * as Fs from "node:fs"
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
@@ -88,7 +91,27 @@ const plainServer = (): Promise<Http.Server> =>
     server.listen(0, "127.0.0.1", () => resolve(server))
   })
 
+/** The platform's floor: an @effect/platform HttpRouter route doing the same work, on the same Node server. */
+const platformRoute = HttpRouter.empty.pipe(
+  HttpRouter.post(
+    "/remote/square",
+    Effect.gen(function*() {
+      const request = yield* HttpServerRequest.HttpServerRequest
+      const envelope = (yield* request.json) as { payload: { kwargs: { x: number } } }
+      const x = envelope.payload.kwargs.x
+      return yield* HttpServerResponse.json({ result: { ok: x * x } })
+    }).pipe(Effect.orDie)
+  )
+)
+
 const program = Effect.gen(function*() {
+  const platformServer = yield* Layer.build(
+    HttpServer.serve(platformRoute).pipe(
+      Layer.provideMerge(NodeHttpServer.layer(Http.createServer, { port: 0, host: "127.0.0.1" }))
+    )
+  )
+  const platformAddress = Context.get(platformServer, HttpServer.HttpServer).address
+  const platformPort = platformAddress._tag === "TcpAddress" ? platformAddress.port : 0
   const served = yield* Worker.serveEffect(app, { port: 0, host: "127.0.0.1", handleSignals: false, benchmark: false })
   yield* served.worker.awaitReady
   const workerPort = served.address._tag === "TcpAddress" ? served.address.port : 0
@@ -103,12 +126,13 @@ const program = Effect.gen(function*() {
     // Alternate, so neither side gets all of a warm or a cold machine.
     const plainFirst = await run(plainPort, "/remote/square")
     const worker = await run(workerPort, "/remote/square")
+    const platform = await run(platformPort, "/remote/square")
     const plainSecond = await run(plainPort, "/remote/square")
     const best = (a: typeof plainFirst, b: typeof plainFirst) => ({
       sequential: a.sequential.p50 <= b.sequential.p50 ? a.sequential : b.sequential,
       concurrent: a.concurrent.p50 <= b.concurrent.p50 ? a.concurrent : b.concurrent
     })
-    return { worker, plain: best(plainFirst, plainSecond) }
+    return { worker, platform, plain: best(plainFirst, plainSecond) }
   })
   yield* Effect.sync(() => plain.close())
   agent.destroy()
@@ -125,7 +149,13 @@ const program = Effect.gen(function*() {
     inFlight: IN_FLIGHT,
     unit: "ms",
     workerServe: results.worker,
+    platformHttpRouter: results.platform,
     plainNodeHttp: results.plain,
+    ratioToPlatform: {
+      sequentialP50: +(results.worker.sequential.p50 / results.platform.sequential.p50).toFixed(2),
+      concurrentThroughput: +(results.platform.concurrent.throughputPerSec / results.worker.concurrent.throughputPerSec)
+        .toFixed(2)
+    },
     ratio: {
       sequentialP50: ratio("sequential", "p50"),
       sequentialP99: ratio("sequential", "p99"),
@@ -137,9 +167,12 @@ const program = Effect.gen(function*() {
     `${name.padEnd(16)} sequential p50 ${r.sequential.p50} ms  p99 ${r.sequential.p99} ms  (${r.sequential.throughputPerSec}/s)` +
     `   concurrent(${IN_FLIGHT}) p50 ${r.concurrent.p50} ms  p99 ${r.concurrent.p99} ms  (${r.concurrent.throughputPerSec}/s)`
   console.log(table("Worker.serve", results.worker))
+  console.log(table("platform router", results.platform))
   console.log(table("plain node:http", results.plain))
   console.log(`ratio worker/plain: sequential p50 ${report.ratio.sequentialP50}x p99 ${report.ratio.sequentialP99}x; ` +
     `concurrent p50 ${report.ratio.concurrentP50}x p99 ${report.ratio.concurrentP99}x`)
+  console.log(`ratio worker/platform router: sequential p50 ${report.ratioToPlatform.sequentialP50}x; ` +
+    `concurrent throughput ${report.ratioToPlatform.concurrentThroughput}x lower`)
   const file = Path.join(import.meta.dirname, "results", "http-latency.json")
   Fs.mkdirSync(Path.dirname(file), { recursive: true })
   Fs.writeFileSync(file, JSON.stringify(report, null, 2) + "\n")
