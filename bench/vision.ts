@@ -2,8 +2,8 @@
  * The vision worker on the backend it picks (wasm on a machine without libtensorflow): time to ready and each
  * context's load and warm-up, read from the worker's own start-up report; the two models entered in parallel (the
  * example's deployment) against one after the other (movenet dependsOn centernet); and detect latency in process
- * (`worker.call`, `worker.invoke`) against over HTTP (the typed `WorkerClient` against `Worker.serveEffect` on loopback,
- * same process, same worker, same image).
+ * (`worker.call`, `worker.invoke`) against over HTTP (the typed `WorkerClient` against `Worker.serveEffect` on
+ * loopback, same process, same worker, same image).
  *
  *   npx tsx bench/vision.ts [startups=6] [calls=21]
  *

@@ -53,7 +53,7 @@ const shell = (command: string): Promise<string> =>
 
 describe("vision-worker over HTTP", () => {
   // One child for every check: loading the models and the benchmark is the slow part
-  it("npm start's entry prints a ready line and a curl that work, serves detections, and exits its contexts on SIGTERM", async () => {
+  it("npm start's entry: ready line, detections over HTTP, the printed curl, SIGTERM exits every context", async () => {
     const worker = startServe()
     try {
       const [, url] = await worker.waitFor(/^ready: (http:\/\/\S+) /m)

@@ -29,7 +29,7 @@ export interface DemoResult {
  */
 export const demo = (
   options: { readonly image?: Uint8Array; readonly minScore?: number; readonly maxResults?: number } = {}
-): Effect.Effect<DemoResult, unknown> =>
+) =>
   Effect.gen(function*() {
     // Port and host given: WORKER_PORT or WORKER_HOST in the environment cannot move the demo's server
     const served = yield* Worker.serveEffect(app, { port: 0, host: "127.0.0.1", handleSignals: false })
@@ -43,7 +43,8 @@ export const demo = (
     })
     const millis = performance.now() - start
     yield* served.worker.shutdown
-    return { url: served.url, detections, millis, report: yield* served.worker.report }
+    const result: DemoResult = { url: served.url, detections, millis, report: yield* served.worker.report }
+    return result
   }).pipe(Effect.scoped, Effect.provide(FetchHttpClient.layer))
 
 const cell = (n: number): string => n.toFixed(0).padStart(6)
@@ -64,7 +65,9 @@ export const main = Effect.gen(function*() {
   yield* Console.log("starting the vision worker (backend, centernet and movenet in parallel, benchmark)...")
   const { detections, millis, report, url } = yield* demo()
   const image = path.relative(process.cwd(), samplePath)
-  yield* Console.log(`\nPOST ${url}/remote/detect (${image}): ${detections.length} objects in ${millis.toFixed(0)} ms\n`)
+  yield* Console.log(
+    `\nPOST ${url}/remote/detect (${image}): ${detections.length} objects in ${millis.toFixed(0)} ms\n`
+  )
   yield* Console.log(formatDetections(detections))
   yield* Console.log(`\nlifecycle:\n${Worker.formatReport(report)}`)
 })

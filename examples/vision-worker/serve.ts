@@ -57,10 +57,13 @@ export const main = Effect.gen(function*() {
       `then the benchmark`
   )
   // A failed start-up ends the process (non-zero, through runMain) after printing what entered and what failed
-  yield* worker.awaitReady.pipe(Effect.tapError(() => Effect.flatMap(worker.report, (r) => Console.error(Worker.formatReport(r)))))
+  yield* worker.awaitReady.pipe(
+    Effect.tapError(() => Effect.flatMap(worker.report, (report) => Console.error(Worker.formatReport(report))))
+  )
   yield* Console.log(Worker.formatReport(yield* worker.report))
   yield* Console.log(`ready: ${url} (POST /remote/detect, /remote/pose; GET /health, /ready, /metrics; Ctrl-C stops)`)
-  yield* Console.log(`detect the people in the sample photo:\n  ${curlDetect(url, path.relative(process.cwd(), samplePath))}`)
+  const image = path.relative(process.cwd(), samplePath)
+  yield* Console.log(`detect the people in the sample photo:\n  ${curlDetect(url, image)}`)
   return yield* Effect.never
 })
 
