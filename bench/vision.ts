@@ -1,14 +1,17 @@
 /**
  * The vision worker on the backend it picks (wasm on a machine without libtensorflow): time to ready and each
  * context's load and warm-up, read from the worker's own start-up report; the two models entered in parallel (the
- * example's deployment) against one after the other (movenet dependsOn centernet); and detect latency in process.
+ * example's deployment) against one after the other (movenet dependsOn centernet); and detect latency in process
+ * (`worker.call`, `worker.invoke`) against over HTTP (the typed `WorkerClient` against `Worker.serveEffect` on
+ * loopback, same process, same worker, same image).
  *
- *   npx tsx bench/vision.ts [startups=6] [calls=11]
+ *   npx tsx bench/vision.ts [startups=6] [calls=21]
  *
- * Writes bench/results/vision.json and prints tables. Start-ups alternate between the layouts so that neither gets the
- * warmer process; the first of each series is reported apart from the median because it pays for JIT warm-up.
- * Detect latency over HTTP comes with Worker.serve.
+ * Writes bench/results/vision.json and prints tables. Start-ups alternate between the layouts, and the three detect
+ * paths alternate call by call, so that none gets the warmer process; the first of each series is reported apart from
+ * the median and p90 because it pays for JIT warm-up.
  */
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect } from "effect"
 import * as fs from "node:fs"
@@ -26,12 +29,12 @@ import {
   pose,
   sampleBytes
 } from "../examples/vision-worker/app.js"
-import { Deployment, Worker } from "../src/index.js"
+import { Deployment, Worker, WorkerClient } from "../src/index.js"
 import { Tfjs, Vision } from "../src/tfjs/index.js"
 import { figureJpeg } from "../test/fixtures/tfjs.js"
 
 const startups = Number(process.argv[2] ?? 6)
-const calls = Number(process.argv[3] ?? 11)
+const calls = Number(process.argv[3] ?? 21)
 
 const round = (ms: number): number => Math.round(ms * 10) / 10
 
@@ -40,6 +43,7 @@ interface Series {
   readonly runs: number
   readonly firstMs: number
   readonly medianMs: number
+  readonly p90Ms: number
   readonly minMs: number
   readonly maxMs: number
 }
@@ -52,6 +56,7 @@ const series = (measure: string, times: ReadonlyArray<number>): Series => {
     runs: times.length,
     firstMs: round(times[0] ?? Number.NaN),
     medianMs: round(sorted[Math.floor(sorted.length / 2)] ?? Number.NaN),
+    p90Ms: round(sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.9))] ?? Number.NaN),
     minMs: round(sorted[0] ?? Number.NaN),
     maxMs: round(sorted[sorted.length - 1] ?? Number.NaN)
   }
@@ -134,31 +139,51 @@ const program = Effect.gen(function*() {
     }
   }
 
-  // Latency in process, on one worker started as the example starts (with its benchmark)
+  // Latency in process and over HTTP, on one worker started as the example starts (with its benchmark) and served on
+  // loopback: the three paths reach the same contexts, so their difference is the path
   const latency: Array<Series> = []
   const benchmark = yield* Effect.scoped(Effect.gen(function*() {
     const t0 = performance.now()
-    const worker = yield* Worker.make(app)
+    const served = yield* Worker.serveEffect(app, { port: 0, host: "127.0.0.1", handleSignals: false })
+    const worker = served.worker
+    yield* worker.awaitReady
     const readyWithBenchmarkMs = performance.now() - t0
+    const client = yield* WorkerClient.make(app, { url: served.url })
     const image = sampleBytes()
     const figure = figureJpeg()
     const repeat = (n: number, effect: Effect.Effect<unknown, unknown>) =>
       Effect.forEach(Array.from({ length: n }), () => timed(effect))
     const decodes = yield* repeat(Math.min(calls, 5), Vision.decodeImage(image))
     latency.push(series("decode samples.jpg 1280x1158 (jpeg-js)", decodes))
-    const detects = yield* repeat(calls, worker.call(detect, { image }))
-    latency.push(series("detect samples.jpg: worker.call (decode + infer)", detects))
-    latency.push(series(
-      "detect samples.jpg: worker.invoke (+ payload decode, result encode)",
-      yield* repeat(calls, worker.invoke("detect", { image }))
-    ))
+    const paths: Record<"call" | "invoke" | "http", Effect.Effect<unknown, unknown>> = {
+      call: worker.call(detect, { image }),
+      invoke: worker.invoke("detect", { image }),
+      http: client.detect({ image })
+    }
+    const times: Record<keyof typeof paths, Array<number>> = { call: [], invoke: [], http: [] }
+    for (let i = 0; i < calls; i++) {
+      for (const [name, effect] of Object.entries(paths)) times[name as keyof typeof paths].push(yield* timed(effect))
+    }
+    const detectCall = series("detect samples.jpg: worker.call (decode + infer)", times.call)
+    const detectInvoke = series("detect samples.jpg: worker.invoke (+ payload decode, result encode)", times.invoke)
+    const detectHttp = series("detect samples.jpg: WorkerClient over HTTP (+ base64, JSON, loopback)", times.http)
+    latency.push(detectCall, detectInvoke, detectHttp)
     const poses = yield* repeat(calls * 2, worker.call(pose, { image: figure }))
     latency.push(series("pose 160x158 JPEG: worker.call", poses))
-    const detections = yield* worker.call(detect, { image, minScore: 0.2, maxResults: 20 })
+    const detections = yield* client.detect({ image, minScore: 0.2, maxResults: 20 })
     const people = detections.filter((d) => d.label === "person").length
     const report = yield* worker.report
-    return { readyWithBenchmarkMs: round(readyWithBenchmarkMs), score: report.benchmark?.score, people }
-  }))
+    return {
+      readyWithBenchmarkMs: round(readyWithBenchmarkMs),
+      score: report.benchmark?.score,
+      people,
+      httpVsInProcess: {
+        medianRatio: Math.round((detectHttp.medianMs / detectCall.medianMs) * 1000) / 1000,
+        p90Ratio: Math.round((detectHttp.p90Ms / detectCall.p90Ms) * 1000) / 1000,
+        medianOverheadMs: round(detectHttp.medianMs - detectCall.medianMs)
+      }
+    }
+  })).pipe(Effect.provide(FetchHttpClient.layer))
 
   const result = {
     date: new Date().toISOString(),

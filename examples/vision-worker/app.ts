@@ -6,15 +6,15 @@
  * - `pose({ image })`: one person's 17 keypoints (MoveNet Lightning).
  *
  * Bytes that are not a JPEG or PNG fail with the declared `ImageInvalid`, and the worker goes on serving. This module
- * is the deployment only; main.ts runs it.
+ * is the deployment only: serve.ts serves it over HTTP (`npm start`), demo.ts calls it through the typed client
+ * (`npm run demo`), and `npx effect-deployments serve examples/vision-worker/app.ts` serves it as it is.
  */
 import { Context, Effect, Schema } from "effect"
 import * as fs from "node:fs"
 import { createRequire } from "node:module"
 import * as path from "node:path"
-import { Deployment, Remote } from "../../src/index.js"
-import { Tfjs, Vision } from "../../src/tfjs/index.js"
-import { ImageInvalid } from "../../src/WorkerError.js"
+import { Deployment, Remote, WorkerError } from "effect-deployments"
+import { Tfjs, Vision } from "effect-deployments/tfjs"
 
 /** The installed `@vladmandic/human`: its exports map hides package.json, so go up from its entry point. */
 const humanRoot = path.resolve(path.dirname(createRequire(import.meta.url).resolve("@vladmandic/human")), "..")
@@ -55,7 +55,7 @@ export const detect = Remote.make("detect", {
     maxResults: Schema.optional(Schema.Int.pipe(Schema.between(1, 100)))
   }),
   success: Schema.Array(Vision.Detection),
-  error: ImageInvalid,
+  error: WorkerError.ImageInvalid,
   // One detect is about half a second on wasm with the decode of the sample: a few rounds keep start-up short
   benchmark: { generator: () => ({ image: sampleBytes() }), runs: 3, warmup: 1 }
 }, ({ image, maxResults, minScore }) =>
@@ -71,7 +71,7 @@ export const detect = Remote.make("detect", {
 export const pose = Remote.make("pose", {
   payload: Schema.Struct({ image: ImageBytes }),
   success: Schema.Array(Vision.Keypoint),
-  error: ImageInvalid
+  error: WorkerError.ImageInvalid
 }, ({ image }) =>
   Effect.gen(function*() {
     const rgb = yield* Vision.decodeImage(image)
@@ -83,3 +83,5 @@ export const app = Deployment.make("vision-worker", {
   contexts: [Tfjs.backend, CenternetLive, MovenetLive],
   remotes: [detect, pose]
 })
+
+export default app

@@ -66,7 +66,7 @@ export class Backend extends Context.Tag("effect-deployments/tfjs/Backend")<Back
  *
  * @example
  * ```sh
- * TFJS_BACKEND=cpu npx tsx examples/vision-worker/main.ts
+ * TFJS_BACKEND=cpu npm start
  * ```
  */
 export const backend: WorkerContext.WorkerContext<
