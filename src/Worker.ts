@@ -95,9 +95,10 @@ export const make = <Provides, E, Remotes extends Remote.Any>(
 export const formatReport = (report: Report): string => {
   const lines = [`deployment ${report.deployment}: ${report.phase}${report.error ? ` (${report.error})` : ""}`]
   const rel = (t: number | undefined) => (t === undefined ? "-" : `+${t - report.startedAt}ms`)
+  const width = Math.max(0, ...report.contexts.map((c) => c.key.length))
   for (const c of report.contexts) {
     lines.push(
-      `  context ${c.key.padEnd(24)} ${c.state.padEnd(14)} enter ${rel(c.enterStartedAt)} -> ${rel(c.enterEndedAt)}` +
+      `  context ${c.key.padEnd(width)} ${c.state.padEnd(14)} enter ${rel(c.enterStartedAt)} -> ${rel(c.enterEndedAt)}` +
         ` (${c.enterMillis ?? "-"} ms)` +
         (c.exitStartedAt !== undefined ? `  exit ${rel(c.exitStartedAt)} (${c.exitMillis ?? "-"} ms)` : "") +
         (c.error ? `  error: ${c.error}` : "") +
@@ -107,7 +108,8 @@ export const formatReport = (report: Report): string => {
   if (report.benchmark !== undefined) {
     const b = report.benchmark
     lines.push(
-      `  benchmark ${b.remote}: score ${b.score.toFixed(1)} workload/s (${b.calls} calls, ${b.runs} rounds x ${b.concurrency}, ${b.totalMillis} ms)`
+      `  benchmark ${b.remote}: score ${b.score.toFixed(1)} workload/s (${b.calls} calls, ${b.runs} rounds x ` +
+        `${b.concurrency}, ${b.totalMillis} ms; warm-up ${b.warmupMillis} ms)`
     )
   }
   if (report.readyAt !== undefined) lines.push(`  ready after ${report.readyAt - report.startedAt} ms`)
