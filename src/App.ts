@@ -212,10 +212,37 @@ export class App {
     this.running = { worker: exit.value, scope }
     const ready = await this.runtime.runPromiseExit(exit.value.awaitReady)
     if (Exit.isFailure(ready)) {
+      this.running = undefined
       await this.runtime.runPromise(Scope.close(scope, Exit.void))
       throw squash(ready.cause)
     }
     return this.runtime.runPromise(exit.value.report)
+  }
+
+  /**
+   * Serve the app over HTTP in this process (the reference's protocol; see `Worker.serve` for the options and the
+   * environment they are read from). Resolves once the server listens and the worker is ready, with its URL; contexts
+   * are entered, and `getContext` works, as after {@link start}. `stop()` drains and exits every context.
+   */
+  async serve(options: Worker.ServeOptions = {}): Promise<{ readonly url: string; readonly report: Worker.Report }> {
+    if (this.running !== undefined) throw new Error(`App "${this.name}" is already started`)
+    const deployment = this.deployment
+    const scope = await this.runtime.runPromise(Scope.make())
+    const served = await this.runtime.runPromiseExit(
+      Scope.extend(Worker.serveEffect(deployment, { ...this.options, ...options }), scope)
+    )
+    if (Exit.isFailure(served)) {
+      await this.runtime.runPromise(Scope.close(scope, Exit.void))
+      throw squash(served.cause)
+    }
+    this.running = { worker: served.value.worker, scope }
+    const ready = await this.runtime.runPromiseExit(served.value.worker.awaitReady)
+    if (Exit.isFailure(ready)) {
+      this.running = undefined
+      await this.runtime.runPromise(Scope.close(scope, Exit.void))
+      throw squash(ready.cause)
+    }
+    return { url: served.value.url, report: await this.runtime.runPromise(served.value.worker.report) }
   }
 
   /** Call a remote by name with a payload object, on the started app. */
@@ -237,6 +264,8 @@ export class App {
     if (running === undefined) return
     const exit = await this.runtime.runPromiseExit(running.worker.shutdown)
     await this.runtime.runPromise(Scope.close(running.scope, Exit.void))
+    // Stopped: the app may start again (the contexts enter anew); until then getContext says "not-entered".
+    this.running = undefined
     if (Exit.isFailure(exit)) throw squash(exit.cause)
   }
 

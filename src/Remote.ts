@@ -52,6 +52,8 @@ export interface Remote<
   readonly maxQueueTime: Duration.DurationInput | undefined
   /** The payload's field names in declaration order: `args` bind to them positionally. */
   readonly fields: ReadonlyArray<string>
+  /** The payload has an index signature (like Python's `**kwargs`): keywords beyond `fields` are accepted. */
+  readonly anyKeyword: boolean
   readonly handler: (
     payload: Schema.Schema.Type<Payload>
   ) => Effect.Effect<Schema.Schema.Type<Success>, Schema.Schema.Type<Error>, R>
@@ -70,6 +72,7 @@ export interface Any {
   readonly timeout: Duration.DurationInput | undefined
   readonly maxQueueTime: Duration.DurationInput | undefined
   readonly fields: ReadonlyArray<string>
+  readonly anyKeyword: boolean
   readonly handler: (payload: any) => Effect.Effect<any, any, any>
 }
 
@@ -135,6 +138,7 @@ export const make = <
     timeout: options.timeout,
     maxQueueTime: options.maxQueueTime,
     fields: Object.keys(options.payload.fields),
+    anyKeyword: options.payload.records.length > 0,
     handler
   }
 }

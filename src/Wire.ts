@@ -298,6 +298,7 @@ export const decodeArguments = (
  * Binds call arguments to a remote function's fields, as Python binds a call: positional `args` fill `fieldNames` in
  * order, then `kwargs` by name. Missing fields are left out (the payload Schema reports them, or fills defaults).
  * Fails with a `WireArgumentError`: `TooManyPositional`, `DuplicateArgument` or `UnknownKeyword`, naming the field.
+ * With `anyKeyword` (a payload with an index signature, Python's `**kwargs`), keywords beyond `fieldNames` pass.
  *
  * @example
  * ```ts
@@ -310,7 +311,8 @@ export const decodeArguments = (
 export const bindArgs: (
   fieldNames: ReadonlyArray<string>,
   args: ReadonlyArray<unknown>,
-  kwargs: Readonly<Record<string, unknown>>
+  kwargs: Readonly<Record<string, unknown>>,
+  options?: { readonly anyKeyword?: boolean | undefined }
 ) => Effect.Effect<Record<string, unknown>, WireArgumentError> = internal.bindArgs
 
 /**

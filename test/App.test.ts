@@ -147,6 +147,30 @@ describe("App (Promise facade)", () => {
     expect(Model).toBeTypeOf("function")
   })
 
+  it("serves over HTTP in the reference's protocol, and stops", async () => {
+    const app = new App("served")
+    class Greeter {
+      async enter() {
+        return { greet: (name: string) => `hello ${name}` }
+      }
+    }
+    app.context(Greeter)
+    app.remote({ name: "hello", benchmarkDataset: [{ name: "bench" }] }, async ({ name }: { name: string }) =>
+      app.getContext(Greeter).greet(name))
+    const { url } = await app.serve({ port: 0, host: "127.0.0.1", handleSignals: false })
+    try {
+      const response = await fetch(`${url}/remote/hello`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ payload: { kwargs: { name: "ada" } } })
+      })
+      expect(await response.json()).toEqual({ result: { ok: "hello ada" } })
+    } finally {
+      await app.stop()
+    }
+    await expect(fetch(`${url}/health`)).rejects.toThrow()
+  })
+
   it("checks the app like Deployment.make: exactly one benchmark", async () => {
     const app = new App("nobench")
     app.remote({ name: "a" }, async () => 1)

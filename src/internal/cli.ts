@@ -7,6 +7,7 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Effect, Exit } from "effect"
 import * as Path from "node:path"
 import { pathToFileURL } from "node:url"
+import { App } from "../App.js"
 import * as Deployment from "../Deployment.js"
 import * as Worker from "../Worker.js"
 
@@ -62,12 +63,19 @@ const parseArgs = (argv: ReadonlyArray<string>): Args => {
   return { module: module ?? fail("serve needs a module"), port, host, benchmark }
 }
 
-/** The deployment a module exports: its default export, else its only named export that is a deployment. */
+/** A deployment, or the deployment of a Promise-facade `App`. */
+const asDeployment = (value: unknown): Deployment.Deployment | undefined =>
+  Deployment.isDeployment(value) ? value : value instanceof App ? value.deployment : undefined
+
+/** The deployment a module exports: its default export, else its only named export that is a deployment or an App. */
 const findDeployment = (mod: Record<string, unknown>, file: string): Deployment.Deployment => {
-  if (Deployment.isDeployment(mod["default"])) return mod["default"]
-  const named = Object.entries(mod).filter(([, value]) => Deployment.isDeployment(value))
-  if (named.length === 1) return named[0]![1] as Deployment.Deployment
-  if (named.length === 0) return fail(`${file} exports no deployment (export one made by Deployment.make)`)
+  const byDefault = asDeployment(mod["default"])
+  if (byDefault !== undefined) return byDefault
+  const named = Object.entries(mod).filter(([, value]) => asDeployment(value) !== undefined)
+  if (named.length === 1) return asDeployment(named[0]![1])!
+  if (named.length === 0) {
+    return fail(`${file} exports no deployment (export one made by Deployment.make, or an App)`)
+  }
   return fail(
     `${file} exports several deployments (${named.map(([name]) => name).join(", ")}); make one the default export`
   )

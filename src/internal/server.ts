@@ -402,7 +402,9 @@ const makeApp = <Provides, Remotes extends Remote.Any>(
       if (remote === undefined) return yield* Effect.flatMap(Effect.flip(w.invoke(name, {})), invokeErrorResponse)
       const args = yield* Effect.either(Wire.decodeArguments(envelope.right))
       if (Either.isLeft(args)) return json(errorJson(args.left), 400)
-      const fields = yield* Effect.either(Wire.bindArgs(remote.fields, args.right.args, args.right.kwargs))
+      const fields = yield* Effect.either(Wire.bindArgs(remote.fields, args.right.args, args.right.kwargs, {
+        anyKeyword: remote.anyKeyword
+      }))
       if (Either.isLeft(fields)) return json(errorJson(fields.left), 400)
       const result = yield* Effect.either(w.invoke(name, fields.right))
       if (Either.isLeft(result)) return yield* invokeErrorResponse(result.left)

@@ -359,7 +359,8 @@ const catching = <A, E>(
 export const bindArgs = (
   fieldNames: ReadonlyArray<string>,
   args: ReadonlyArray<unknown>,
-  kwargs: Readonly<Record<string, unknown>>
+  kwargs: Readonly<Record<string, unknown>>,
+  options?: { readonly anyKeyword?: boolean | undefined }
 ): Effect.Effect<Record<string, unknown>, WireArgumentError> =>
   Effect.suspend(() => {
     if (args.length > fieldNames.length) {
@@ -376,7 +377,7 @@ export const bindArgs = (
     const out: Record<string, unknown> = {}
     args.forEach((arg, i) => setField(out, fieldNames[i]!, arg))
     for (const key of Object.keys(kwargs)) {
-      if (!known.has(key)) {
+      if (!known.has(key) && options?.anyKeyword !== true) {
         return Effect.fail(
           new WireArgumentError({
             reason: "UnknownKeyword",
