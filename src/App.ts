@@ -23,6 +23,7 @@ import { Cause, Context, Effect, Exit, Layer, ManagedRuntime, Schema, Scope } fr
 import * as Deployment from "./Deployment.js"
 import * as Remote from "./Remote.js"
 import * as Worker from "./Worker.js"
+import { activeRegistries } from "./internal/registry.js"
 import * as WorkerContext from "./WorkerContext.js"
 import { ContextNotFound, DeploymentInvalid, RemoteFailure, WorkerUnavailable } from "./WorkerError.js"
 
@@ -185,8 +186,10 @@ export class App {
   getContext<C extends ContextClass>(cls: C): Entered<C> {
     const entry = this.classes.get(cls)
     if (entry === undefined) throw new ContextNotFound({ key: cls.name, reason: "not-registered" })
-    if (this.running === undefined) throw new ContextNotFound({ key: cls.name, reason: "not-entered", state: "pending" })
-    const found = this.running.worker.registry.lookup(entry.tag.key)
+    // The worker running this app's deployment, whoever started it: app.start, app.serve, or the CLI.
+    const registry = this.built === undefined ? undefined : activeRegistries.get(this.built)
+    if (registry === undefined) throw new ContextNotFound({ key: cls.name, reason: "not-entered", state: "pending" })
+    const found = registry.lookup(entry.tag.key)
     if (Exit.isFailure(found)) throw Cause.squash(found.cause)
     return (found.value as Entry).value as Entered<C>
   }

@@ -1,6 +1,7 @@
-import { Schema } from "effect"
+import { Effect, Schema } from "effect"
 import { describe, expect, it } from "vitest"
 import { App, ContextNotFoundError } from "../src/App.js"
+import * as Worker from "../src/Worker.js"
 import { ContextNotFound, DeploymentInvalid, PayloadInvalid, StartupFailed } from "../src/WorkerError.js"
 
 describe("App (Promise facade)", () => {
@@ -169,6 +170,22 @@ describe("App (Promise facade)", () => {
       await app.stop()
     }
     await expect(fetch(`${url}/health`)).rejects.toThrow()
+  })
+
+  it("getContext works when something else runs the app's deployment (the CLI, Worker.make)", async () => {
+    const app = new App("elsewhere")
+    class Counter {
+      async enter() {
+        return { n: 41 }
+      }
+    }
+    app.context(Counter)
+    app.remote({ name: "next", benchmarkDataset: [{}] }, async () => app.getContext(Counter).n + 1)
+    const result = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+      const worker = yield* Worker.make(app.deployment)
+      return yield* worker.invoke("next", {})
+    })))
+    expect(result).toBe(42)
   })
 
   it("checks the app like Deployment.make: exactly one benchmark", async () => {

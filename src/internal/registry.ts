@@ -154,3 +154,9 @@ export class Registry {
     return Array.from(this.records.values(), (r) => ({ ...r, notes: [...r.notes] }))
   }
 }
+
+/**
+ * The registry of the worker most recently started for each deployment: how code that runs outside any worker fiber
+ * (the Promise facade's synchronous `getContext`, whoever started the worker) finds its contexts.
+ */
+export const activeRegistries = new WeakMap<object, Registry>()

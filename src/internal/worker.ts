@@ -34,7 +34,7 @@ import {
   WorkerUnavailable
 } from "../WorkerError.js"
 import * as Metrics from "./metrics.js"
-import { Registry } from "./registry.js"
+import { activeRegistries, Registry } from "./registry.js"
 import type { ContextRecord } from "./registry.js"
 
 export type Phase = "starting" | "benchmarking" | "ready" | "draining" | "stopping" | "stopped" | "failed"
@@ -154,6 +154,7 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
   Effect.gen(function*() {
     const outer = yield* Effect.scope
     const registry = new Registry(deployment.contexts)
+    activeRegistries.set(deployment, registry)
     const startedAt = yield* Clock.currentTimeMillis
     const status = yield* SubscriptionRef.make<Status>({ phase: "starting", since: startedAt })
     const contextsScope = yield* Scope.make()
