@@ -48,6 +48,13 @@ export interface Options extends internal.Options {
   readonly maxQueueTime?: internal.Options["maxQueueTime"]
 }
 
+/**
+ * Hooks into one call of `invoke` (its third argument): admitted with its workload, got its concurrency slot, or
+ * refused as `queue-full`. A transport uses them to account calls elsewhere, as `serve` does for the engine reports.
+ * They run synchronously on the call path; without an observer the path does nothing extra.
+ */
+export type CallObserver = internal.CallObserver
+
 /** Call counters by remote and outcome, latency histograms, queue depth, context timings, the score: `/metrics`. */
 export type MetricsSnapshot = Metrics.Snapshot
 
@@ -55,7 +62,8 @@ export type MetricsSnapshot = Metrics.Snapshot
  * A running worker.
  *
  * - `invoke(name, payload)`: decode `payload` with the remote's schema (`PayloadInvalid` lists the failing fields), run
- *   it with the entered contexts, and encode the result: the untyped path that transports use.
+ *   it with the entered contexts, and encode the result: the untyped path that transports use. An optional
+ *   {@link CallObserver} sees the call admitted, started and refused.
  * - `call(remote, payload)`: the typed in-process path.
  * - `status`: the lifecycle phase as a `SubscriptionRef`; `report`: the start-up report.
  * - `shutdown`: drain and exit every context once; fails with `ShutdownFailed` listing every failed exit.

@@ -1,6 +1,6 @@
 import { FetchHttpClient } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Effect, Option, Queue } from "effect"
+import { ConfigProvider, Effect, Fiber, Option, Queue } from "effect"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import * as EngineReport from "../src/EngineReport.js"
@@ -35,7 +35,10 @@ const engine = (failFirst = 0) =>
     }),
     (e) =>
       Effect.async<void>((resume) => {
-        ;(e as unknown as { server: http.Server }).server.close(() => resume(Effect.void))
+        const server = (e as unknown as { server: http.Server }).server
+        server.close(() => resume(Effect.void))
+        // A keep-alive connection of the last report would hold close() for the client's idle timeout.
+        server.closeAllConnections()
       })
   )
 
@@ -103,6 +106,39 @@ describe("EngineReport", () => {
       yield* Effect.forkScoped(reporter.run)
       const first = yield* Queue.take(posts)
       expect(first.body.error_msg).toBe("context \"model\" failed: weights missing")
+    }).pipe(Effect.scoped, Effect.provide(FetchHttpClient.layer)))
+
+  it.live("sends the finished calls and a last status when stopped; calls without a request_idx count as load only", () =>
+    Effect.gen(function*() {
+      const { posts, url } = yield* engine()
+      const reporter = yield* EngineReport.make({
+        reportAddrs: [url],
+        containerId: 3,
+        mtoken: "",
+        url: "",
+        // Nothing is sent on its own after the first status: what follows comes from the stop.
+        interval: "1 hour",
+        heartbeat: "1 hour"
+      })
+      const fiber = yield* Effect.fork(reporter.run)
+      expect((yield* Queue.take(posts)).path).toBe("/worker_status/")
+      const tracked = call(1)
+      const direct = { ...call(-1, 40), requestIdx: undefined }
+      reporter.started(tracked)
+      reporter.started(direct)
+      expect(reporter.status()).toMatchObject({ cur_load: 140, num_requests_working: 2, working_request_idxs: [1001] })
+      reporter.finished(tracked, "Success", 3)
+      reporter.finished(direct, "Success", 3)
+      reporter.rejected({ ...call(-2, 10), requestIdx: undefined })
+      expect(reporter.pendingDeletes()).toBe(1)
+      yield* Fiber.interrupt(fiber)
+      const deletes = yield* Queue.take(posts)
+      expect(deletes.path).toBe("/delete_requests/")
+      expect(deletes.body.requests.map((r: any) => r.request_idx)).toEqual([1001])
+      const last = yield* Queue.take(posts)
+      expect(last.path).toBe("/worker_status/")
+      expect(last.body).toMatchObject({ cur_load: 0, num_requests_working: 0, cur_perf: 140, rej_load: 10 })
+      expect(yield* Queue.size(posts)).toBe(0)
     }).pipe(Effect.scoped, Effect.provide(FetchHttpClient.layer)))
 
   it.effect("reads the reference's environment", () =>
