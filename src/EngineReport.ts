@@ -107,7 +107,10 @@ export const make = (options: Options): Effect.Effect<Reporter> =>
     let cancelled = 0
     let rejectedLoad = 0
     const working = new Map<number, Call>()
+    // The reference keeps every reqnum for the worker's life (a set that only grows); here a report's reqnums are
+    // folded into a count once it is sent, so memory stays bounded by one interval's calls.
     const receivedReqnums = new Set<number>()
+    let receivedBefore = 0
     const deleting: Array<Call> = []
     let maxPerf = 0
     let loadtime: number | undefined
@@ -130,7 +133,7 @@ export const make = (options: Options): Effect.Effect<Reporter> =>
         cur_perf: served,
         error_msg: errorMsg,
         num_requests_working: working.size,
-        num_requests_recieved: receivedReqnums.size,
+        num_requests_recieved: receivedBefore + receivedReqnums.size,
         additional_disk_usage: 0,
         working_request_idxs: [...working.values()].flatMap((c) => (c.requestIdx === undefined ? [] : [c.requestIdx])),
         cur_capacity: 0,
@@ -164,6 +167,7 @@ export const make = (options: Options): Effect.Effect<Reporter> =>
       const sentReceived = received
       const sentCancelled = cancelled
       const sentLoadtime = loadtime
+      const sentReqnums = [...receivedReqnums]
       updatePending = false
       if (yield* post("worker_status", body)) {
         // Counters restart after each report (what arrived while it was in flight stays); loadtime is sent once.
@@ -172,6 +176,8 @@ export const make = (options: Options): Effect.Effect<Reporter> =>
         cancelled -= sentCancelled
         rejectedLoad -= body.rej_load
         if (loadtime === sentLoadtime) loadtime = undefined
+        receivedBefore += sentReqnums.length
+        for (const r of sentReqnums) receivedReqnums.delete(r)
         lastSent = yield* Clock.currentTimeMillis
       } else {
         updatePending = true

@@ -143,7 +143,13 @@ describe("EngineReport", () => {
       expect(deletes.body.requests.map((r: any) => r.request_idx)).toEqual([1001])
       const last = yield* Queue.take(posts)
       expect(last.path).toBe("/worker_status/")
-      expect(last.body).toMatchObject({ cur_load: 0, num_requests_working: 0, cur_perf: 140, rej_load: 10 })
+      expect(last.body).toMatchObject({
+        cur_load: 0,
+        num_requests_working: 0,
+        cur_perf: 140,
+        rej_load: 10,
+        num_requests_recieved: 3
+      })
       expect(yield* Queue.size(posts)).toBe(0)
     }).pipe(Effect.scoped, Effect.provide(FetchHttpClient.layer)))
 
