@@ -2,12 +2,13 @@
  * Reports to the routing engine, as the reference worker sends them (when `REPORT_ADDR` is set):
  * `POST {REPORT_ADDR}/worker_status/` with load, performance and readiness, and `POST {REPORT_ADDR}/delete_requests/`
  * with the calls that finished. Unlike the reference, readiness and start-up failure are sent at once (the reference
- * can be 10 s late), failed calls are reported as failures, and the reporter stops cleanly with the worker.
+ * can be 10 s late), failed calls are reported as failures, and the reporter stops cleanly with the worker: when `run`
+ * is interrupted it sends the finished calls and one last status (the reference sends nothing at exit).
  *
  * @since 0.1.0
  */
 import { HttpClient, HttpClientRequest } from "@effect/platform"
-import { Clock, Config, ConfigError, Duration, Effect, Option, Queue, Schedule } from "effect"
+import { Clock, Config, ConfigError, Duration, Effect, Fiber, Option, Queue, Schedule } from "effect"
 
 /** Where and as whom to report. */
 export interface Options {
@@ -25,14 +26,22 @@ export interface Options {
   readonly interval?: Duration.DurationInput | undefined
   /** Send a status at least this often even when nothing changed. Default 10 seconds. */
   readonly heartbeat?: Duration.DurationInput | undefined
+  /** How long the last report (when `run` is interrupted) may take before it is given up. Default 5 seconds. */
+  readonly finalTimeout?: Duration.DurationInput | undefined
 }
 
 /** How a call ended, in the engine's words. */
 export type CallStatus = "Success" | "Error" | "Cancelled" | "Rejected"
 
-/** One call as the engine tracks it. Times are seconds since the epoch, as the reference sends them. */
+/**
+ * One call as the engine tracks it. Times are seconds since the epoch, as the reference sends them.
+ *
+ * `requestIdx` is the engine's id of the call (`auth_data.request_idx`). A call without one (sent to the worker
+ * directly, not through the engine) still counts as load, but is left out of `working_request_idxs` and
+ * `delete_requests`: the engine has nothing to delete.
+ */
 export interface Call {
-  readonly requestIdx: number
+  readonly requestIdx: number | undefined
   readonly reqnum: number
   readonly workload: number
   readonly enteredQueueAt: number
@@ -80,7 +89,10 @@ export interface Reporter {
   readonly status: () => WorkerStatus
   /** Calls waiting to be sent to `delete_requests`. */
   readonly pendingDeletes: () => number
-  /** Send until interrupted: status on change (at most every `interval`) and every `heartbeat`; finished calls. */
+  /**
+   * Send until interrupted: status on change (at most every `interval`) and every `heartbeat`; finished calls. When
+   * interrupted, it sends the finished calls not sent yet and one last status (within `finalTimeout`), then stops.
+   */
   readonly run: Effect.Effect<never, never, HttpClient.HttpClient>
 }
 
@@ -95,7 +107,10 @@ export const make = (options: Options): Effect.Effect<Reporter> =>
     let cancelled = 0
     let rejectedLoad = 0
     const working = new Map<number, Call>()
+    // The reference keeps every reqnum for the worker's life (a set that only grows); here a report's reqnums are
+    // folded into a count once it is sent, so memory stays bounded by one interval's calls.
     const receivedReqnums = new Set<number>()
+    let receivedBefore = 0
     const deleting: Array<Call> = []
     let maxPerf = 0
     let loadtime: number | undefined
@@ -118,9 +133,9 @@ export const make = (options: Options): Effect.Effect<Reporter> =>
         cur_perf: served,
         error_msg: errorMsg,
         num_requests_working: working.size,
-        num_requests_recieved: receivedReqnums.size,
+        num_requests_recieved: receivedBefore + receivedReqnums.size,
         additional_disk_usage: 0,
-        working_request_idxs: [...working.values()].map((c) => c.requestIdx),
+        working_request_idxs: [...working.values()].flatMap((c) => (c.requestIdx === undefined ? [] : [c.requestIdx])),
         cur_capacity: 0,
         max_capacity: 0,
         url: options.url
@@ -152,6 +167,7 @@ export const make = (options: Options): Effect.Effect<Reporter> =>
       const sentReceived = received
       const sentCancelled = cancelled
       const sentLoadtime = loadtime
+      const sentReqnums = [...receivedReqnums]
       updatePending = false
       if (yield* post("worker_status", body)) {
         // Counters restart after each report (what arrived while it was in flight stays); loadtime is sent once.
@@ -160,6 +176,8 @@ export const make = (options: Options): Effect.Effect<Reporter> =>
         cancelled -= sentCancelled
         rejectedLoad -= body.rej_load
         if (loadtime === sentLoadtime) loadtime = undefined
+        receivedBefore += sentReqnums.length
+        for (const r of sentReqnums) receivedReqnums.delete(r)
         lastSent = yield* Clock.currentTimeMillis
       } else {
         updatePending = true
@@ -173,7 +191,7 @@ export const make = (options: Options): Effect.Effect<Reporter> =>
         worker_id: options.containerId,
         mtoken: options.mtoken,
         requests: snapshot.map((c) => ({
-          request_idx: c.requestIdx,
+          request_idx: c.requestIdx!,
           success: c.status === "Success" || c.status === "Cancelled",
           status: c.status,
           entered_queue_at: c.enteredQueueAt,
@@ -183,6 +201,14 @@ export const make = (options: Options): Effect.Effect<Reporter> =>
       })
       if (sent) deleting.splice(0, snapshot.length)
     })
+
+    // The last report runs in a fiber of its own: the interrupted `run` cannot run anything interruptible, and the
+    // timeout must be able to stop a post to an engine that does not answer.
+    const finalReport = Effect.zipRight(sendDeletes, sendStatus).pipe(
+      Effect.timeoutOption(options.finalTimeout ?? Duration.seconds(5)),
+      Effect.forkDaemon,
+      Effect.flatMap(Fiber.join)
+    )
 
     const statusLoop = Effect.gen(function*() {
       yield* sendStatus
@@ -212,14 +238,14 @@ export const make = (options: Options): Effect.Effect<Reporter> =>
         working.delete(call.reqnum)
         if (status === "Success") served += call.workload
         if (status === "Cancelled") cancelled += call.workload
-        deleting.push(call)
+        if (call.requestIdx !== undefined) deleting.push(call)
         updatePending = true
       },
       rejected: (call) => {
         call.status = "Rejected"
         rejectedLoad += call.workload
         receivedReqnums.add(call.reqnum)
-        deleting.push(call)
+        if (call.requestIdx !== undefined) deleting.push(call)
         updatePending = true
       },
       loaded: (score, seconds) =>
@@ -237,7 +263,10 @@ export const make = (options: Options): Effect.Effect<Reporter> =>
         }),
       status,
       pendingDeletes: () => deleting.length,
-      run: Effect.zipRight(Effect.fork(deleteLoop), statusLoop).pipe(Effect.scoped) as Effect.Effect<
+      run: Effect.zipRight(Effect.fork(deleteLoop), statusLoop).pipe(
+        Effect.scoped,
+        Effect.onInterrupt(() => finalReport)
+      ) as Effect.Effect<
         never,
         never,
         HttpClient.HttpClient

@@ -9,6 +9,7 @@ import type { ServeError } from "@effect/platform/HttpServerError"
 import { Effect } from "effect"
 import type { ConfigError, Layer, Scope } from "effect"
 import type * as Deployment from "./Deployment.js"
+import type * as EngineReport from "./EngineReport.js"
 import type * as Metrics from "./internal/metrics.js"
 import * as server from "./internal/server.js"
 import * as internal from "./internal/worker.js"
@@ -48,6 +49,13 @@ export interface Options extends internal.Options {
   readonly maxQueueTime?: internal.Options["maxQueueTime"]
 }
 
+/**
+ * Hooks into one call of `invoke` (its third argument): admitted with its workload, got its concurrency slot, or
+ * refused as `queue-full`. A transport uses them to account calls elsewhere, as `serve` does for the engine reports.
+ * They run synchronously on the call path; without an observer the path does nothing extra.
+ */
+export type CallObserver = internal.CallObserver
+
 /** Call counters by remote and outcome, latency histograms, queue depth, context timings, the score: `/metrics`. */
 export type MetricsSnapshot = Metrics.Snapshot
 
@@ -55,7 +63,8 @@ export type MetricsSnapshot = Metrics.Snapshot
  * A running worker.
  *
  * - `invoke(name, payload)`: decode `payload` with the remote's schema (`PayloadInvalid` lists the failing fields), run
- *   it with the entered contexts, and encode the result: the untyped path that transports use.
+ *   it with the entered contexts, and encode the result: the untyped path that transports use. An optional
+ *   {@link CallObserver} sees the call admitted, started and refused.
  * - `call(remote, payload)`: the typed in-process path.
  * - `status`: the lifecycle phase as a `SubscriptionRef`; `report`: the start-up report.
  * - `shutdown`: drain and exit every context once; fails with `ShutdownFailed` listing every failed exit.
@@ -140,6 +149,7 @@ export type Auth = server.Auth
  * | `drainTimeout` | `WORKER_DRAIN_TIMEOUT`                 | 30 seconds                   |
  * | `maxQueueTime` | `WORKER_MAX_QUEUE_TIME`                | none                         |
  * | `auth`         | `WORKER_AUTH` = `none`/`token`/`signed`, `WORKER_TOKEN`, `WORKER_PUBLIC_KEY`, `REPORT_ADDR`, `UNSECURED` | see below |
+ * | `report`       | `REPORT_ADDR` (off without it), `CONTAINER_ID`, `MASTER_TOKEN`, `PUBLIC_IPADDR`, `VAST_TCP_PORT_<port>`, `USE_SSL` | |
  *
  * Auth defaults as the reference: with `REPORT_ADDR` set, `signed` (key from `REPORT_ADDR/pubkey/`) unless
  * `UNSECURED=true`; otherwise `token` when `WORKER_TOKEN` is set, else `none`.
@@ -157,6 +167,21 @@ export interface ServeOptions extends Options {
    * ends the main fiber (and so the process) on the same signal.
    */
   readonly handleSignals?: boolean | undefined
+  /**
+   * Report to the routing engine (`worker_status`, `delete_requests`), as the reference does; `false` turns it off.
+   * Default: {@link EngineReport.optionsFromEnv}, so a worker started with `REPORT_ADDR` reports.
+   *
+   * - Start-up: a status at once (not loaded), then at once when ready (`max_perf` = the benchmark score, 0 with the
+   *   benchmark off; `loadtime` = seconds since the process started), or with `error_msg` when start-up failed (kept
+   *   in every later status).
+   * - Each `POST /remote/<name>` admitted counts as load (`workload` from the remote's benchmark `workload`, else 100)
+   *   and goes to `delete_requests` when it ends: `Success`, `Error` (declared error, defect, timeout, interrupted by
+   *   shutdown), `Cancelled` (the client went away), or `Rejected` (429). The ids are `auth_data.request_idx` and
+   *   `reqnum`; a call without a `request_idx` counts as load but is not sent to `delete_requests`. Calls refused
+   *   before admission (400, 401, 404, 503) are not reported.
+   * - Shutdown: after the drain and the context exits, the finished calls and one last status (no load working).
+   */
+  readonly report?: EngineReport.Options | false | undefined
 }
 
 /** A served worker: the in-process handle and where it listens. */

@@ -1,9 +1,15 @@
 import { FetchHttpClient } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Effect, Option, Queue } from "effect"
+import { ConfigProvider, Context, Deferred, Effect, Exit, Fiber, Option, Queue, Schema, Scope } from "effect"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
+import * as Deployment from "../src/Deployment.js"
 import * as EngineReport from "../src/EngineReport.js"
+import * as Remote from "../src/Remote.js"
+import * as Worker from "../src/Worker.js"
+import * as WorkerContext from "../src/WorkerContext.js"
+import { ping } from "./fixtures/probe.js"
+import { divide, request } from "./fixtures/serving.js"
 
 interface Post {
   readonly path: string
@@ -35,7 +41,10 @@ const engine = (failFirst = 0) =>
     }),
     (e) =>
       Effect.async<void>((resume) => {
-        ;(e as unknown as { server: http.Server }).server.close(() => resume(Effect.void))
+        const server = (e as unknown as { server: http.Server }).server
+        server.close(() => resume(Effect.void))
+        // A keep-alive connection of the last report would hold close() for the client's idle timeout.
+        server.closeAllConnections()
       })
   )
 
@@ -105,6 +114,45 @@ describe("EngineReport", () => {
       expect(first.body.error_msg).toBe("context \"model\" failed: weights missing")
     }).pipe(Effect.scoped, Effect.provide(FetchHttpClient.layer)))
 
+  it.live("stopped: sends the finished calls and a last status; a call without request_idx counts as load only", () =>
+    Effect.gen(function*() {
+      const { posts, url } = yield* engine()
+      const reporter = yield* EngineReport.make({
+        reportAddrs: [url],
+        containerId: 3,
+        mtoken: "",
+        url: "",
+        // Nothing is sent on its own after the first status: what follows comes from the stop.
+        interval: "1 hour",
+        heartbeat: "1 hour"
+      })
+      const fiber = yield* Effect.fork(reporter.run)
+      expect((yield* Queue.take(posts)).path).toBe("/worker_status/")
+      const tracked = call(1)
+      const direct = { ...call(-1, 40), requestIdx: undefined }
+      reporter.started(tracked)
+      reporter.started(direct)
+      expect(reporter.status()).toMatchObject({ cur_load: 140, num_requests_working: 2, working_request_idxs: [1001] })
+      reporter.finished(tracked, "Success", 3)
+      reporter.finished(direct, "Success", 3)
+      reporter.rejected({ ...call(-2, 10), requestIdx: undefined })
+      expect(reporter.pendingDeletes()).toBe(1)
+      yield* Fiber.interrupt(fiber)
+      const deletes = yield* Queue.take(posts)
+      expect(deletes.path).toBe("/delete_requests/")
+      expect(deletes.body.requests.map((r: any) => r.request_idx)).toEqual([1001])
+      const last = yield* Queue.take(posts)
+      expect(last.path).toBe("/worker_status/")
+      expect(last.body).toMatchObject({
+        cur_load: 0,
+        num_requests_working: 0,
+        cur_perf: 140,
+        rej_load: 10,
+        num_requests_recieved: 3
+      })
+      expect(yield* Queue.size(posts)).toBe(0)
+    }).pipe(Effect.scoped, Effect.provide(FetchHttpClient.layer)))
+
   it.effect("reads the reference's environment", () =>
     Effect.gen(function*() {
       const env = ConfigProvider.fromMap(
@@ -128,4 +176,136 @@ describe("EngineReport", () => {
       const none = yield* Effect.withConfigProvider(EngineReport.optionsFromEnv, ConfigProvider.fromMap(new Map()))
       expect(Option.isNone(none)).toBe(true)
     }))
+})
+
+/** Take posts until `done` holds for what was taken; each take is bounded so a missing report fails, not hangs. */
+const takeUntil = (posts: Queue.Queue<Post>, done: (seen: ReadonlyArray<Post>) => boolean) =>
+  Effect.gen(function*() {
+    const seen: Array<Post> = []
+    while (!done(seen)) {
+      seen.push(yield* Queue.take(posts).pipe(Effect.timeoutFail({ duration: "3 seconds", onTimeout: () => seen })))
+    }
+    return seen
+  })
+
+const deletedIn = (seen: ReadonlyArray<Post>): Array<any> =>
+  seen.filter((p) => p.path === "/delete_requests/").flatMap((p) => p.body.requests)
+
+describe("serving with engine reports", () => {
+  const reportTo = (url: string): EngineReport.Options => ({
+    reportAddrs: [url],
+    containerId: 5,
+    mtoken: "m",
+    url: "http://worker",
+    interval: "20 millis"
+  })
+  const local = { port: 0, host: "127.0.0.1", handleSignals: false } as const
+
+  it.live("reports start-up, readiness, every call by request_idx, and a last status at shutdown", () =>
+    Effect.gen(function*() {
+      const { posts, url: engineUrl } = yield* engine()
+      const Model = Context.GenericTag<"Model", string>("Model")
+      const loading = yield* Deferred.make<void>()
+      const model = WorkerContext.make(Model, { enter: Effect.as(Deferred.await(loading), "weights") })
+      const entered = yield* Queue.unbounded<number>()
+      const release = yield* Deferred.make<void>()
+      // Holds each call until released (units 1 is the benchmark's, at once); at most one runs, none queue.
+      const gate = Remote.make("gate", {
+        payload: Schema.Struct({ units: Schema.Number }),
+        success: Schema.Literal("done"),
+        concurrency: 1,
+        maxQueue: 0,
+        benchmark: { dataset: [{ units: 1 }], runs: 1, warmup: 0, concurrency: 1, workload: (p) => p.units }
+      }, ({ units }) =>
+        units === 1
+          ? Effect.succeed("done" as const)
+          : Effect.zipRight(Queue.offer(entered, units), Effect.as(Deferred.await(release), "done" as const)))
+      const hold = Remote.make("hold", { payload: Schema.Struct({}), success: Schema.Null }, () =>
+        Effect.zipRight(Queue.offer(entered, -1), Effect.never))
+      const app = Deployment.make("reported", { contexts: [model], remotes: [gate, divide, hold] })
+
+      const serving = yield* Scope.make()
+      const { url, worker } = yield* Worker.serveEffect(app, { ...local, report: reportTo(engineUrl) }).pipe(
+        Scope.extend(serving)
+      )
+      const first = yield* Queue.take(posts)
+      expect(first.path).toBe("/worker_status/")
+      expect(first.body).toMatchObject({ id: 5, mtoken: "m", url: "http://worker", max_perf: 0, loadtime: 0 })
+
+      yield* Deferred.succeed(loading, undefined)
+      yield* worker.awaitReady
+      const readiness = (yield* takeUntil(posts, (seen) => seen.some((p) => p.body.max_perf > 0))).at(-1)!
+      expect(readiness.path).toBe("/worker_status/")
+      expect(readiness.body.loadtime).toBeGreaterThan(0)
+      expect(readiness.body.max_perf).toBe((yield* worker.report).benchmark!.score)
+
+      const auth = (requestIdx: number) => ({ request_idx: requestIdx, reqnum: requestIdx + 100 })
+      const post = (name: string, payload: unknown, authData?: unknown) =>
+        request(`${url}/remote/${name}`, {
+          body: { payload, ...(authData === undefined ? {} : { auth_data: authData }) }
+        })
+
+      // Not through the engine: counted as load, not deleted.
+      expect((yield* post("divide", { args: [6, 3] })).json).toEqual({ result: { ok: 2 } })
+      const held = yield* Effect.fork(post("gate", { kwargs: { units: 5 } }, auth(11)))
+      expect(yield* Queue.take(entered)).toBe(5)
+      const working = yield* takeUntil(posts, (seen) => seen.some((p) => p.body.working_request_idxs?.includes(11)))
+      expect(working.at(-1)!.body).toMatchObject({ cur_load: 5, num_requests_working: 1 })
+      expect((yield* post("gate", { kwargs: { units: 7 } }, auth(12))).status).toBe(429)
+      expect((yield* post("divide", { args: [1, 0] }, auth(13))).json.result.err.class).toBe("DivideByZero")
+      expect((yield* post("divide", { args: [6, 2] }, auth(14))).json).toEqual({ result: { ok: 3 } })
+      // The client goes away while its call runs.
+      // With node:http, not fetch: an aborted fetch leaves its socket open, which holds the listener's close ~3 s.
+      const client = http.request(`${url}/remote/hold`, {
+        method: "POST",
+        headers: { "content-type": "application/json" }
+      })
+      client.on("error", () => {})
+      client.end(JSON.stringify({ payload: {}, auth_data: auth(15) }))
+      expect(yield* Queue.take(entered)).toBe(-1)
+      client.destroy()
+      yield* Deferred.succeed(release, undefined)
+      expect((yield* Fiber.join(held)).json).toEqual({ result: { ok: "done" } })
+
+      const seen = yield* takeUntil(posts, (seen) => deletedIn(seen).length >= 5)
+      const deleted = deletedIn(seen)
+      const byIdx = Object.fromEntries(deleted.map((r) => [r.request_idx, r]))
+      expect(deleted.map((r) => r.request_idx).sort()).toEqual([11, 12, 13, 14, 15])
+      expect(byIdx[11]).toMatchObject({ status: "Success", success: true })
+      expect(byIdx[12]).toMatchObject({ status: "Rejected", success: false, work_started_at: 0 })
+      expect(byIdx[13]).toMatchObject({ status: "Error", success: false })
+      expect(byIdx[14]).toMatchObject({ status: "Success", success: true })
+      expect(byIdx[15]).toMatchObject({ status: "Cancelled", success: true })
+      for (const idx of [11, 13, 14, 15]) {
+        const r = byIdx[idx]
+        // Epoch seconds, in order: queued, got its slot, done.
+        expect(r.entered_queue_at).toBeGreaterThan(1.5e9)
+        expect(r.work_started_at).toBeGreaterThanOrEqual(r.entered_queue_at)
+        expect(r.work_completed_at).toBeGreaterThanOrEqual(r.work_started_at)
+      }
+
+      // Closing returns once the last status is sent: nothing left working.
+      yield* Scope.close(serving, Exit.void)
+      const rest = [...(yield* Queue.takeAll(posts))]
+      expect(rest.at(-1)).toMatchObject({ path: "/worker_status/", body: { cur_load: 0, num_requests_working: 0 } })
+    }).pipe(Effect.scoped))
+
+  it.live("a failed start-up sends its error_msg, and keeps sending it", () =>
+    Effect.gen(function*() {
+      const { posts, url: engineUrl } = yield* engine()
+      const Model = Context.GenericTag<"Model", string>("Model")
+      const model = WorkerContext.make(Model, { enter: Effect.fail(new Error("weights missing")) })
+      const app = Deployment.make("broken", { contexts: [model], remotes: [ping] })
+      const serving = yield* Scope.make()
+      const { worker } = yield* Worker.serveEffect(app, {
+        ...local,
+        report: { ...reportTo(engineUrl), heartbeat: "20 millis" }
+      }).pipe(Scope.extend(serving))
+      expect(Exit.isFailure(yield* Effect.exit(worker.awaitReady))).toBe(true)
+      const failing = (p: Post) => p.body.error_msg?.includes("weights missing") === true
+      const seen = yield* takeUntil(posts, (seen) => seen.filter(failing).length >= 2)
+      expect(seen.filter(failing).every((p) => p.path === "/worker_status/" && p.body.max_perf === 0)).toBe(true)
+      // Closing fails with the start-up error (the process exit code); the reports stop with it.
+      expect(Exit.isFailure(yield* Effect.exit(Scope.close(serving, Exit.void)))).toBe(true)
+    }).pipe(Effect.scoped))
 })

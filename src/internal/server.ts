@@ -3,6 +3,7 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServer from "@effect/platform/HttpServer"
+import { clientAbortFiberId } from "@effect/platform/HttpServerError"
 import type { ServeError } from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
@@ -10,12 +11,14 @@ import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import {
   Cause,
+  Clock,
   Config,
   ConfigError,
   Deferred,
   Effect,
   Either,
   Exit,
+  HashSet,
   Layer,
   Option,
   Redacted,
@@ -26,6 +29,7 @@ import {
 import type * as Crypto from "node:crypto"
 import * as Http from "node:http"
 import type * as Deployment from "../Deployment.js"
+import * as EngineReport from "../EngineReport.js"
 import type * as Remote from "../Remote.js"
 import * as Wire from "../Wire.js"
 import {
@@ -58,6 +62,7 @@ export interface ServeOptions extends worker.Options {
   readonly maxBodySize?: number | undefined
   readonly auth?: Auth | undefined
   readonly handleSignals?: boolean | undefined
+  readonly report?: EngineReport.Options | false | undefined
 }
 
 /** @internal */
@@ -67,6 +72,7 @@ export interface Resolved extends worker.Options {
   readonly maxBodySize: number
   readonly auth: Auth
   readonly handleSignals: boolean
+  readonly report: EngineReport.Options | undefined
 }
 
 /** @internal */
@@ -127,6 +133,9 @@ export const resolve = (options: ServeOptions): Effect.Effect<Resolved, ConfigEr
         auth = { mode: "none" }
       }
     }
+    const report = options.report === false
+      ? undefined
+      : options.report ?? Option.getOrUndefined(yield* EngineReport.optionsFromEnv)
     return {
       port: options.port ?? env.port,
       host: options.host ?? env.host,
@@ -136,7 +145,8 @@ export const resolve = (options: ServeOptions): Effect.Effect<Resolved, ConfigEr
       maxQueueTime: options.maxQueueTime ?? env.maxQueueTime,
       benchmark: options.benchmark,
       auth,
-      handleSignals: options.handleSignals ?? true
+      handleSignals: options.handleSignals ?? true,
+      report
     }
   })
 
@@ -371,15 +381,79 @@ const makeAuthenticator = (auth: Auth): Effect.Effect<Authenticator, never, Scop
   })
 
 // ---------------------------------------------------------------------------
+// engine reports
+// ---------------------------------------------------------------------------
+
+// Calls without `auth_data.reqnum` get ids of their own, negative so they never meet the engine's.
+let syntheticReqnums = 0
+
+/**
+ * One HTTP call as the engine sees it. The worker's observer opens it (admitted, or refused with a 429); `end` closes
+ * it once the response is decided. A call that was never admitted (bad payload, 401, 503) is not reported.
+ */
+interface Tracked {
+  auth: Wire.AuthData | undefined
+  succeeded: boolean
+  readonly observer: worker.CallObserver
+  readonly end: (exit: Exit.Exit<unknown, unknown>) => void
+}
+
+const track = (reporter: EngineReport.Reporter, clock: Clock.Clock): Tracked => {
+  const now = () => clock.unsafeCurrentTimeMillis() / 1000
+  let call: EngineReport.Call | undefined
+  const open = (workload: number): EngineReport.Call => ({
+    requestIdx: tracked.auth?.request_idx,
+    reqnum: tracked.auth?.reqnum ?? --syntheticReqnums,
+    workload,
+    enteredQueueAt: now(),
+    workStartedAt: 0,
+    workCompletedAt: 0,
+    status: "Started"
+  })
+  const tracked: Tracked = {
+    auth: undefined,
+    succeeded: false,
+    observer: {
+      admitted: (workload) => {
+        call = open(workload)
+        reporter.started(call)
+      },
+      started: () => {
+        if (call !== undefined) call.workStartedAt = now()
+      },
+      rejected: (workload) => {
+        const refused = open(workload)
+        refused.workCompletedAt = refused.enteredQueueAt
+        reporter.rejected(refused)
+      }
+    },
+    end: (exit) => {
+      if (call === undefined) return
+      // Cancelled only when the client went away; the worker interrupting a call (shutdown) is an Error.
+      const status = Exit.isFailure(exit) && HashSet.has(Cause.interruptors(exit.cause), clientAbortFiberId)
+        ? "Cancelled"
+        : tracked.succeeded
+        ? "Success"
+        : "Error"
+      reporter.finished(call, status, now())
+      call = undefined
+    }
+  }
+  return tracked
+}
+
+// ---------------------------------------------------------------------------
 // the app
 // ---------------------------------------------------------------------------
 
 const makeApp = <Provides, Remotes extends Remote.Any>(
   w: worker.Worker<Provides, Remotes>,
   options: Resolved,
-  authenticator: Authenticator
+  authenticator: Authenticator,
+  reporter: EngineReport.Reporter | undefined,
+  clock: Clock.Clock
 ) => {
-  const call = (name: string) =>
+  const call = (name: string, tracked: Tracked | undefined) =>
     Effect.gen(function*() {
       const request = yield* HttpServerRequest.HttpServerRequest
       const denied = authenticator.header(request)
@@ -393,6 +467,7 @@ const makeApp = <Provides, Remotes extends Remote.Any>(
       if (Either.isLeft(parsed)) return json(errorJson(parsed.left), 400)
       const envelope = yield* Effect.either(Wire.decodeEnvelope(parsed.right))
       if (Either.isLeft(envelope)) return json(errorJson(envelope.left), 400)
+      if (tracked !== undefined) tracked.auth = envelope.right.auth_data
       const refused = authenticator.envelope(envelope.right)
       if (refused !== undefined) {
         return refused._tag === "Unauthorized" ? json(errorJson(refused), 401) : unavailableResponse(refused)
@@ -406,10 +481,13 @@ const makeApp = <Provides, Remotes extends Remote.Any>(
         anyKeyword: remote.anyKeyword
       }))
       if (Either.isLeft(fields)) return json(errorJson(fields.left), 400)
-      const result = yield* Effect.either(w.invoke(name, fields.right))
+      const result = yield* Effect.either(w.invoke(name, fields.right, tracked?.observer))
       if (Either.isLeft(result)) return yield* invokeErrorResponse(result.left)
       return yield* Effect.matchEffect(Wire.ok(result.right), {
-        onSuccess: (ok) => Effect.succeed(json(ok, 200)),
+        onSuccess: (ok) => {
+          if (tracked !== undefined) tracked.succeeded = true
+          return Effect.succeed(json(ok, 200))
+        },
         onFailure: (e) => encodeFailure(name, e)
       })
     }).pipe(
@@ -459,7 +537,15 @@ const makeApp = <Provides, Remotes extends Remote.Any>(
     ))
 
   return HttpRouter.empty.pipe(
-    HttpRouter.post("/remote/:name", Effect.flatMap(HttpRouter.params, (params) => call(params["name"] ?? ""))),
+    HttpRouter.post(
+      "/remote/:name",
+      Effect.flatMap(HttpRouter.params, (params) => {
+        const name = params["name"] ?? ""
+        if (reporter === undefined) return call(name, undefined)
+        const tracked = track(reporter, clock)
+        return Effect.onExit(call(name, tracked), (exit) => Effect.sync(() => tracked.end(exit)))
+      })
+    ),
     HttpRouter.get("/health", health),
     HttpRouter.get("/ready", ready),
     HttpRouter.get("/metrics", metrics),
@@ -493,8 +579,13 @@ export const serveWith = <Provides, E, Remotes extends Remote.Any>(
     let routes: Effect.Effect<HttpServerResponse.HttpServerResponse, unknown, HttpServerRequest.HttpServerRequest> | undefined
     const notYet = json(errorJson(new WorkerUnavailable({ reason: "starting", detail: "the worker is starting" })), 503)
     yield* HttpServer.serveEffect(Effect.suspend(() => routes ?? Effect.succeed(notYet)))
+    // The reporter starts before the worker (its first status says "not loaded") and stops after it: its fiber is
+    // interrupted, sending the last status and the calls drained, only once the worker's finalizers have run.
+    const reporter = options.report === undefined ? undefined : yield* EngineReport.make(options.report)
+    if (reporter !== undefined) yield* Effect.forkScoped(Effect.provide(reporter.run, FetchHttpClient.layer))
     const w = yield* worker.start(deployment, options)
-    routes = yield* HttpRouter.toHttpApp(makeApp(w, options, authenticator))
+    routes = yield* HttpRouter.toHttpApp(makeApp(w, options, authenticator, reporter, yield* Effect.clock))
+    if (reporter !== undefined) yield* reportStartup(w, reporter)
 
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
@@ -517,6 +608,22 @@ export const serveWith = <Provides, E, Remotes extends Remote.Any>(
 
     return { worker: w, address: server.address, url: formatUrl(server.address) }
   })
+
+/**
+ * Readiness at once: `max_perf` is the benchmark score (0 when the benchmark is off), `loadtime` the seconds since the
+ * process started (as the reference counts it: imports and runtime start-up are part of a cold start). A failed
+ * start-up sends its message, kept in every later status; a shutdown during start-up is not reported as a failure.
+ */
+const reportStartup = <Provides, Remotes extends Remote.Any>(
+  w: worker.Worker<Provides, Remotes>,
+  reporter: EngineReport.Reporter
+) =>
+  w.awaitReady.pipe(
+    Effect.zipRight(w.report),
+    Effect.flatMap((report) => reporter.loaded(report.benchmark?.score ?? 0, process.uptime())),
+    Effect.catchAll((e) => e.reason === "interrupted" ? Effect.void : reporter.failed(e.message)),
+    Effect.forkScoped
+  )
 
 const handleSignals = (signaled: Deferred.Deferred<NodeJS.Signals>) =>
   Effect.acquireRelease(

@@ -71,6 +71,19 @@ export interface Options {
   readonly maxQueueTime?: Duration.DurationInput | undefined
 }
 
+/**
+ * Hooks into one call's path, for a transport that accounts calls elsewhere (the engine reports). Called
+ * synchronously on the call path: keep them cheap and never throw.
+ */
+export interface CallObserver {
+  /** The call was admitted (decoded, not refused): `workload` units are now pending; it may still wait for a slot. */
+  readonly admitted: (workload: number) => void
+  /** The call got its concurrency slot: the handler runs from now. */
+  readonly started: () => void
+  /** The call was refused because the queue is full or the estimated wait too long (`queue-full`, a 429). */
+  readonly rejected: (workload: number) => void
+}
+
 export type InvokeError =
   | RemoteNotFound
   | PayloadInvalid
@@ -84,7 +97,7 @@ export interface Worker<Provides, Remotes extends Remote.Any> {
   readonly status: SubscriptionRef.SubscriptionRef<Status>
   readonly report: Effect.Effect<Report>
   readonly awaitReady: Effect.Effect<void, StartupFailed>
-  readonly invoke: (name: string, payload: unknown) => Effect.Effect<unknown, InvokeError>
+  readonly invoke: (name: string, payload: unknown, observer?: CallObserver) => Effect.Effect<unknown, InvokeError>
   readonly call: <Rm extends Remotes>(
     remote: Rm,
     payload: Schema.Schema.Type<Rm["payload"]>
@@ -217,7 +230,12 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
     }
 
     /** Admit, queue and run one call in the worker's fiber set; the caller's interruption reaches the handler. */
-    const run = (slot: Slot, payload: unknown, internal: boolean): Effect.Effect<unknown, unknown> =>
+    const run = (
+      slot: Slot,
+      payload: unknown,
+      internal: boolean,
+      observer?: CallObserver
+    ): Effect.Effect<unknown, unknown> =>
       Effect.uninterruptibleMask((restore) => {
         if (phase !== "ready" && !(internal && phase === "benchmarking")) return Effect.fail(unavailable())
         const wouldWait = slot.running + slot.queued >= slot.remote.concurrency
@@ -226,6 +244,7 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
         const waitSeconds = score === undefined || score <= 0 ? undefined : pendingWorkload / score
         const retryAfterMillis = waitSeconds === undefined ? undefined : Math.ceil(waitSeconds * 1000)
         if (slot.queued >= slot.remote.maxQueue && slot.running >= slot.remote.concurrency) {
+          observer?.rejected(workloadOf(slot.remote, payload))
           return Effect.fail(
             new WorkerUnavailable({
               reason: "queue-full",
@@ -238,6 +257,7 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
           !internal && wouldWait && waitSeconds !== undefined && slot.maxQueueTime !== undefined &&
           waitSeconds * 1000 > Duration.toMillis(slot.maxQueueTime)
         ) {
+          observer?.rejected(workloadOf(slot.remote, payload))
           return Effect.fail(
             new WorkerUnavailable({
               reason: "queue-full",
@@ -249,6 +269,7 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
         }
         const workload = workloadOf(slot.remote, payload)
         pendingWorkload += workload
+        observer?.admitted(workload)
         active++
         slot.queued++
         let started = false
@@ -265,6 +286,7 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
             started = true
             slot.queued--
             slot.running++
+            observer?.started()
             return handler
           })
         )
@@ -292,7 +314,7 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
       return run(slot, payload, internal)
     }
 
-    const invoke = (name: string, payload: unknown): Effect.Effect<unknown, InvokeError> => {
+    const invoke = (name: string, payload: unknown, observer?: CallObserver): Effect.Effect<unknown, InvokeError> => {
       const slot = slots.get(name)
       if (slot === undefined) {
         recorder.unknownRemote++
@@ -300,7 +322,7 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
       }
       return Effect.flatMap(Clock.currentTimeNanos, (t0) =>
         Effect.onExit(
-          invokeSlot(slot, payload),
+          invokeSlot(slot, payload, observer),
           (exit) =>
             Effect.map(Clock.currentTimeNanos, (t1) => {
               const outcome = outcomeOf(exit)
@@ -310,12 +332,12 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
         ))
     }
 
-    const invokeSlot = (slot: Slot, payload: unknown): Effect.Effect<unknown, InvokeError> => {
+    const invokeSlot = (slot: Slot, payload: unknown, observer?: CallObserver): Effect.Effect<unknown, InvokeError> => {
       const remote = slot.remote
       const name = remote.name
       return slot.decodePayload(payload).pipe(
         Effect.mapError((e) => new PayloadInvalid({ remote: name, issues: issuesOf(e) })),
-        Effect.flatMap((decoded) => run(slot, decoded, false)),
+        Effect.flatMap((decoded) => run(slot, decoded, false, observer)),
         Effect.catchAllCause((cause): Effect.Effect<never, InvokeError> => {
           const failure = Cause.failureOption(cause)
           if (Option.isSome(failure)) {
