@@ -30,13 +30,20 @@ const once = (port: number, path: string): Promise<number> =>
   new Promise((resolve, reject) => {
     const t0 = performance.now()
     const req = Http.request(
-      { host: "127.0.0.1", port, path, method: "POST", agent, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) } },
+      {
+        host: "127.0.0.1",
+        port,
+        path,
+        method: "POST",
+        agent,
+        headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) }
+      },
       (res) => {
         const chunks: Array<Buffer> = []
         res.on("data", (c: Buffer) => chunks.push(c))
         res.on("end", () => {
           const text = Buffer.concat(chunks).toString("utf8")
-          if (res.statusCode !== 200 || text !== "{\"result\":{\"ok\":25}}") reject(new Error(`${res.statusCode} ${text}`))
+          if (res.statusCode !== 200 || text !== '{"result":{"ok":25}}') reject(new Error(`${res.statusCode} ${text}`))
           else resolve(performance.now() - t0)
         })
       }
@@ -45,7 +52,8 @@ const once = (port: number, path: string): Promise<number> =>
     req.end(body)
   })
 
-const quantile = (sorted: ReadonlyArray<number>, q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!
+const quantile = (sorted: ReadonlyArray<number>, q: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!
 
 const summarize = (samples: Array<number>, wallMillis: number) => {
   const sorted = [...samples].sort((a, b) => a - b)
@@ -69,9 +77,11 @@ const concurrent = async (port: number, path: string, n: number) => {
   const samples: Array<number> = []
   let next = 0
   const t0 = performance.now()
-  await Promise.all(Array.from({ length: IN_FLIGHT }, async () => {
-    while (next++ < n) samples.push(await once(port, path))
-  }))
+  await Promise.all(
+    Array.from({ length: IN_FLIGHT }, async () => {
+      while (next++ < n) samples.push(await once(port, path))
+    })
+  )
   return summarize(samples, performance.now() - t0)
 }
 
@@ -95,7 +105,7 @@ const plainServer = (): Promise<Http.Server> =>
 const platformRoute = HttpRouter.empty.pipe(
   HttpRouter.post(
     "/remote/square",
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const request = yield* HttpServerRequest.HttpServerRequest
       const envelope = (yield* request.json) as { payload: { kwargs: { x: number } } }
       const x = envelope.payload.kwargs.x
@@ -104,7 +114,7 @@ const platformRoute = HttpRouter.empty.pipe(
   )
 )
 
-const program = Effect.gen(function*() {
+const program = Effect.gen(function* () {
   const platformServer = yield* Layer.build(
     HttpServer.serve(platformRoute).pipe(
       Layer.provideMerge(NodeHttpServer.layer(Http.createServer, { port: 0, host: "127.0.0.1" }))
@@ -121,7 +131,10 @@ const program = Effect.gen(function*() {
   const results = yield* Effect.promise(async () => {
     const run = async (port: number, path: string) => {
       await sequential(port, path, WARMUP)
-      return { sequential: await sequential(port, path, SEQUENTIAL), concurrent: await concurrent(port, path, CONCURRENT) }
+      return {
+        sequential: await sequential(port, path, SEQUENTIAL),
+        concurrent: await concurrent(port, path, CONCURRENT)
+      }
     }
     // Alternate, so neither side gets all of a warm or a cold machine.
     const plainFirst = await run(plainPort, "/remote/square")
@@ -137,7 +150,8 @@ const program = Effect.gen(function*() {
   yield* Effect.sync(() => plain.close())
   agent.destroy()
 
-  const ratio = (k: "sequential" | "concurrent", q: "p50" | "p99") => +(results.worker[k][q] / results.plain[k][q]).toFixed(2)
+  const ratio = (k: "sequential" | "concurrent", q: "p50" | "p99") =>
+    +(results.worker[k][q] / results.plain[k][q]).toFixed(2)
   const report = {
     date: new Date().toISOString(),
     node: process.version,
@@ -153,8 +167,9 @@ const program = Effect.gen(function*() {
     plainNodeHttp: results.plain,
     ratioToPlatform: {
       sequentialP50: +(results.worker.sequential.p50 / results.platform.sequential.p50).toFixed(2),
-      concurrentThroughput: +(results.platform.concurrent.throughputPerSec / results.worker.concurrent.throughputPerSec)
-        .toFixed(2)
+      concurrentThroughput: +(
+        results.platform.concurrent.throughputPerSec / results.worker.concurrent.throughputPerSec
+      ).toFixed(2)
     },
     ratio: {
       sequentialP50: ratio("sequential", "p50"),
@@ -169,10 +184,14 @@ const program = Effect.gen(function*() {
   console.log(table("Worker.serve", results.worker))
   console.log(table("platform router", results.platform))
   console.log(table("plain node:http", results.plain))
-  console.log(`ratio worker/plain: sequential p50 ${report.ratio.sequentialP50}x p99 ${report.ratio.sequentialP99}x; ` +
-    `concurrent p50 ${report.ratio.concurrentP50}x p99 ${report.ratio.concurrentP99}x`)
-  console.log(`ratio worker/platform router: sequential p50 ${report.ratioToPlatform.sequentialP50}x; ` +
-    `concurrent throughput ${report.ratioToPlatform.concurrentThroughput}x lower`)
+  console.log(
+    `ratio worker/plain: sequential p50 ${report.ratio.sequentialP50}x p99 ${report.ratio.sequentialP99}x; ` +
+      `concurrent p50 ${report.ratio.concurrentP50}x p99 ${report.ratio.concurrentP99}x`
+  )
+  console.log(
+    `ratio worker/platform router: sequential p50 ${report.ratioToPlatform.sequentialP50}x; ` +
+      `concurrent throughput ${report.ratioToPlatform.concurrentThroughput}x lower`
+  )
   const file = Path.join(import.meta.dirname, "results", "http-latency.json")
   Fs.mkdirSync(Path.dirname(file), { recursive: true })
   Fs.writeFileSync(file, JSON.stringify(report, null, 2) + "\n")

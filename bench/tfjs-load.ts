@@ -51,12 +51,11 @@ const timed = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<readonly [numbe
 const repeat = <E>(n: number, effect: Effect.Effect<unknown, E>): Effect.Effect<Array<number>, E> =>
   Effect.forEach(Array.from({ length: n }), () => Effect.map(timed(effect), ([ms]) => ms))
 
-const loadAndDispose = (file: string) =>
-  Effect.map(loadGraphModel(file), (model) => model.dispose())
+const loadAndDispose = (file: string) => Effect.map(loadGraphModel(file), (model) => model.dispose())
 
 const backendsArg = process.argv[2]?.split(",") ?? ["wasm", "cpu"]
 
-const program = Effect.gen(function*() {
+const program = Effect.gen(function* () {
   const results: Array<Series> = []
   const [decodeMs, samples] = yield* timed(decodeImage(samplesBytes()))
   results.push(series("-", "decode samples.jpg (jpeg-js)", [decodeMs]))
@@ -74,21 +73,28 @@ const program = Effect.gen(function*() {
     const loads = 11
     results.push(series(name, "load centernet", yield* repeat(loads, loadAndDispose(centernetPath))))
     results.push(series(name, "load movenet", yield* repeat(loads, loadAndDispose(movenetPath))))
-    results.push(series(
-      name,
-      "load both, sequential",
-      yield* repeat(loads, Effect.zip(loadAndDispose(centernetPath), loadAndDispose(movenetPath)))
-    ))
-    results.push(series(
-      name,
-      "load both, Promise.all",
-      yield* repeat(
-        loads,
-        Effect.promise(() =>
-          Promise.all([Effect.runPromise(loadGraphModel(centernetPath)), Effect.runPromise(loadGraphModel(movenetPath))])
-        ).pipe(Effect.map((models) => models.forEach((m) => m.dispose())))
+    results.push(
+      series(
+        name,
+        "load both, sequential",
+        yield* repeat(loads, Effect.zip(loadAndDispose(centernetPath), loadAndDispose(movenetPath)))
       )
-    ))
+    )
+    results.push(
+      series(
+        name,
+        "load both, Promise.all",
+        yield* repeat(
+          loads,
+          Effect.promise(() =>
+            Promise.all([
+              Effect.runPromise(loadGraphModel(centernetPath)),
+              Effect.runPromise(loadGraphModel(movenetPath))
+            ])
+          ).pipe(Effect.map((models) => models.forEach((m) => m.dispose())))
+        )
+      )
+    )
 
     const centernet = yield* loadGraphModel(centernetPath)
     const movenet = yield* loadGraphModel(movenetPath)
@@ -97,25 +103,49 @@ const program = Effect.gen(function*() {
     const zeros512 = tf.zeros([1, 512, 512, 3])
     const zeros192 = tf.zeros([1, 192, 192, 3], "int32")
     const before = tf.memory().numTensors
-    results.push(series(
-      name,
-      "centernet execute (512x512 zeros)",
-      yield* repeat(detects, Effect.sync(() => tf.dispose(centernet.execute(zeros512, "tower_0/detections"))))
-    ))
-    results.push(series(
-      name,
-      "detect samples.jpg end to end",
-      yield* repeat(detects, Effect.sync(() => detect(tf, centernet, samples)))
-    ))
-    results.push(series(
-      name,
-      "movenet execute (192x192 zeros)",
-      yield* repeat(poses, Effect.sync(() => tf.dispose(movenet.execute(zeros192))))
-    ))
-    results.push(series(name, "pose 160x158 crop end to end", yield* repeat(poses, Effect.sync(() => pose(tf, movenet, figure)))))
+    results.push(
+      series(
+        name,
+        "centernet execute (512x512 zeros)",
+        yield* repeat(
+          detects,
+          Effect.sync(() => tf.dispose(centernet.execute(zeros512, "tower_0/detections")))
+        )
+      )
+    )
+    results.push(
+      series(
+        name,
+        "detect samples.jpg end to end",
+        yield* repeat(
+          detects,
+          Effect.sync(() => detect(tf, centernet, samples))
+        )
+      )
+    )
+    results.push(
+      series(
+        name,
+        "movenet execute (192x192 zeros)",
+        yield* repeat(
+          poses,
+          Effect.sync(() => tf.dispose(movenet.execute(zeros192)))
+        )
+      )
+    )
+    results.push(
+      series(
+        name,
+        "pose 160x158 crop end to end",
+        yield* repeat(
+          poses,
+          Effect.sync(() => pose(tf, movenet, figure))
+        )
+      )
+    )
     notes[`${name}LeakedTensors`] = tf.memory().numTensors - before
-    notes[`${name}PersonsInSamples`] = detect(tf, centernet, samples, { minScore: 0.2, maxResults: 20 }).filter((d) =>
-      d.label === "person"
+    notes[`${name}PersonsInSamples`] = detect(tf, centernet, samples, { minScore: 0.2, maxResults: 20 }).filter(
+      (d) => d.label === "person"
     ).length
     tf.dispose([zeros512, zeros192])
     centernet.dispose()

@@ -96,29 +96,31 @@ const noteMillis = (notes: ReadonlyArray<string>, what: RegExp): number | undefi
 
 /** One start-up without the benchmark, read from the worker's report, then a shutdown. */
 const startOnce = (deployment: Deployment.Deployment<any, any, any>) =>
-  Effect.scoped(Effect.gen(function*() {
-    const worker = yield* Worker.make(deployment, { benchmark: false })
-    const report = yield* worker.report
-    const contexts = Object.fromEntries(report.contexts.map((c) => [c.key, c]))
-    const model = (key: string) => {
-      const c = contexts[key]!
-      return {
-        enterMs: c.enterMillis ?? Number.NaN,
-        startedMs: (c.enterStartedAt ?? Number.NaN) - report.startedAt,
-        loadMs: noteMillis(c.notes, /loaded in (\d+) ms/) ?? Number.NaN,
-        warmupMs: noteMillis(c.notes, /warm-up \([^)]*\) in (\d+) ms/) ?? 0
+  Effect.scoped(
+    Effect.gen(function* () {
+      const worker = yield* Worker.make(deployment, { benchmark: false })
+      const report = yield* worker.report
+      const contexts = Object.fromEntries(report.contexts.map((c) => [c.key, c]))
+      const model = (key: string) => {
+        const c = contexts[key]!
+        return {
+          enterMs: c.enterMillis ?? Number.NaN,
+          startedMs: (c.enterStartedAt ?? Number.NaN) - report.startedAt,
+          loadMs: noteMillis(c.notes, /loaded in (\d+) ms/) ?? Number.NaN,
+          warmupMs: noteMillis(c.notes, /warm-up \([^)]*\) in (\d+) ms/) ?? 0
+        }
       }
-    }
-    return {
-      readyMs: (report.readyAt ?? Number.NaN) - report.startedAt,
-      backendMs: contexts[Tfjs.Backend.key]?.enterMillis ?? Number.NaN,
-      backendNote: contexts[Tfjs.Backend.key]?.notes.join("; ") ?? "",
-      centernet: model("Centernet"),
-      movenet: model("Movenet")
-    }
-  }))
+      return {
+        readyMs: (report.readyAt ?? Number.NaN) - report.startedAt,
+        backendMs: contexts[Tfjs.Backend.key]?.enterMillis ?? Number.NaN,
+        backendNote: contexts[Tfjs.Backend.key]?.notes.join("; ") ?? "",
+        centernet: model("Centernet"),
+        movenet: model("Movenet")
+      }
+    })
+  )
 
-const program = Effect.gen(function*() {
+const program = Effect.gen(function* () {
   const startup: Array<Series> = []
   const runs: Record<string, Array<Effect.Effect.Success<ReturnType<typeof startOnce>>>> = {}
   for (let i = 0; i < startups; i++) {
@@ -129,61 +131,94 @@ const program = Effect.gen(function*() {
   let backendNote = ""
   for (const [name, rs] of Object.entries(runs)) {
     backendNote = rs[0]?.backendNote ?? backendNote
-    startup.push(series(`${name}: ready (start-up, no benchmark)`, rs.map((r) => r.readyMs)))
-    startup.push(series(`${name}: backend enter`, rs.map((r) => r.backendMs)))
+    startup.push(
+      series(
+        `${name}: ready (start-up, no benchmark)`,
+        rs.map((r) => r.readyMs)
+      )
+    )
+    startup.push(
+      series(
+        `${name}: backend enter`,
+        rs.map((r) => r.backendMs)
+      )
+    )
     for (const key of ["centernet", "movenet"] as const) {
-      startup.push(series(`${name}: ${key} enter`, rs.map((r) => r[key].enterMs)))
-      startup.push(series(`${name}: ${key} starts entering at`, rs.map((r) => r[key].startedMs)))
-      startup.push(series(`${name}: ${key} load`, rs.map((r) => r[key].loadMs)))
-      if (name.includes("warm-up")) startup.push(series(`${name}: ${key} warm-up`, rs.map((r) => r[key].warmupMs)))
+      startup.push(
+        series(
+          `${name}: ${key} enter`,
+          rs.map((r) => r[key].enterMs)
+        )
+      )
+      startup.push(
+        series(
+          `${name}: ${key} starts entering at`,
+          rs.map((r) => r[key].startedMs)
+        )
+      )
+      startup.push(
+        series(
+          `${name}: ${key} load`,
+          rs.map((r) => r[key].loadMs)
+        )
+      )
+      if (name.includes("warm-up"))
+        startup.push(
+          series(
+            `${name}: ${key} warm-up`,
+            rs.map((r) => r[key].warmupMs)
+          )
+        )
     }
   }
 
   // Latency in process and over HTTP, on one worker started as the example starts (with its benchmark) and served on
   // loopback: the three paths reach the same contexts, so their difference is the path
   const latency: Array<Series> = []
-  const benchmark = yield* Effect.scoped(Effect.gen(function*() {
-    const t0 = performance.now()
-    const served = yield* Worker.serveEffect(app, { port: 0, host: "127.0.0.1", handleSignals: false })
-    const worker = served.worker
-    yield* worker.awaitReady
-    const readyWithBenchmarkMs = performance.now() - t0
-    const client = yield* WorkerClient.make(app, { url: served.url })
-    const image = sampleBytes()
-    const figure = figureJpeg()
-    const repeat = (n: number, effect: Effect.Effect<unknown, unknown>) =>
-      Effect.forEach(Array.from({ length: n }), () => timed(effect))
-    const decodes = yield* repeat(Math.min(calls, 5), Vision.decodeImage(image))
-    latency.push(series("decode samples.jpg 1280x1158 (jpeg-js)", decodes))
-    const paths: Record<"call" | "invoke" | "http", Effect.Effect<unknown, unknown>> = {
-      call: worker.call(detect, { image }),
-      invoke: worker.invoke("detect", { image }),
-      http: client.detect({ image })
-    }
-    const times: Record<keyof typeof paths, Array<number>> = { call: [], invoke: [], http: [] }
-    for (let i = 0; i < calls; i++) {
-      for (const [name, effect] of Object.entries(paths)) times[name as keyof typeof paths].push(yield* timed(effect))
-    }
-    const detectCall = series("detect samples.jpg: worker.call (decode + infer)", times.call)
-    const detectInvoke = series("detect samples.jpg: worker.invoke (+ payload decode, result encode)", times.invoke)
-    const detectHttp = series("detect samples.jpg: WorkerClient over HTTP (+ base64, JSON, loopback)", times.http)
-    latency.push(detectCall, detectInvoke, detectHttp)
-    const poses = yield* repeat(calls * 2, worker.call(pose, { image: figure }))
-    latency.push(series("pose 160x158 JPEG: worker.call", poses))
-    const detections = yield* client.detect({ image, minScore: 0.2, maxResults: 20 })
-    const people = detections.filter((d) => d.label === "person").length
-    const report = yield* worker.report
-    return {
-      readyWithBenchmarkMs: round(readyWithBenchmarkMs),
-      score: report.benchmark?.score,
-      people,
-      httpVsInProcess: {
-        medianRatio: Math.round((detectHttp.medianMs / detectCall.medianMs) * 1000) / 1000,
-        p90Ratio: Math.round((detectHttp.p90Ms / detectCall.p90Ms) * 1000) / 1000,
-        medianOverheadMs: round(detectHttp.medianMs - detectCall.medianMs)
+  const benchmark = yield* Effect.scoped(
+    Effect.gen(function* () {
+      const t0 = performance.now()
+      const served = yield* Worker.serveEffect(app, { port: 0, host: "127.0.0.1", handleSignals: false })
+      const worker = served.worker
+      yield* worker.awaitReady
+      const readyWithBenchmarkMs = performance.now() - t0
+      const client = yield* WorkerClient.make(app, { url: served.url })
+      const image = sampleBytes()
+      const figure = figureJpeg()
+      const repeat = (n: number, effect: Effect.Effect<unknown, unknown>) =>
+        Effect.forEach(Array.from({ length: n }), () => timed(effect))
+      const decodes = yield* repeat(Math.min(calls, 5), Vision.decodeImage(image))
+      latency.push(series("decode samples.jpg 1280x1158 (jpeg-js)", decodes))
+      const paths: Record<"call" | "invoke" | "http", Effect.Effect<unknown, unknown>> = {
+        call: worker.call(detect, { image }),
+        invoke: worker.invoke("detect", { image }),
+        http: client.detect({ image })
       }
-    }
-  })).pipe(Effect.provide(FetchHttpClient.layer))
+      const times: Record<keyof typeof paths, Array<number>> = { call: [], invoke: [], http: [] }
+      for (let i = 0; i < calls; i++) {
+        for (const [name, effect] of Object.entries(paths)) times[name as keyof typeof paths].push(yield* timed(effect))
+      }
+      const detectCall = series("detect samples.jpg: worker.call (decode + infer)", times.call)
+      const detectInvoke = series("detect samples.jpg: worker.invoke (+ payload decode, result encode)", times.invoke)
+      const detectHttp = series("detect samples.jpg: WorkerClient over HTTP (+ base64, JSON, loopback)", times.http)
+      latency.push(detectCall, detectInvoke, detectHttp)
+      const poses = yield* repeat(calls * 2, worker.call(pose, { image: figure }))
+      latency.push(series("pose 160x158 JPEG: worker.call", poses))
+      const detections = yield* client.detect({ image, minScore: 0.2, maxResults: 20 })
+      const people = detections.filter((d) => d.label === "person").length
+      const report = yield* worker.report
+      return {
+        readyWithBenchmarkMs: round(readyWithBenchmarkMs),
+        score: report.benchmark?.score,
+        people,
+        httpVsInProcess: {
+          medianRatio: Math.round((detectHttp.medianMs / detectCall.medianMs) * 1000) / 1000,
+          p90Ratio: Math.round((detectHttp.p90Ms / detectCall.p90Ms) * 1000) / 1000,
+          medianOverheadMs: round(detectHttp.medianMs - detectCall.medianMs)
+        }
+      }
+    })
+  ).pipe(Effect.provide(FetchHttpClient.layer))
 
   const result = {
     date: new Date().toISOString(),

@@ -13,7 +13,10 @@ export const app = new App("llm")
 @app.context("Qwen/Qwen3-0.6B", { maxLen: 512 })
 export class LLMEngine {
   private loaded = false
-  constructor(readonly modelName: string, readonly opts: { maxLen?: number } = {}) {}
+  constructor(
+    readonly modelName: string,
+    readonly opts: { maxLen?: number } = {}
+  ) {}
 
   async enter() {
     await new Promise((resolve) => setTimeout(resolve, 50)) // stands in for loading weights

@@ -14,11 +14,15 @@ import { pathToFileURL } from "node:url"
 import { Deployment, Remote, Worker } from "effect-deployments"
 
 /** `square(x) = x * x`. */
-export const square = Remote.make("square", {
-  payload: Schema.Struct({ x: Schema.Number }),
-  success: Schema.Number,
-  benchmark: { dataset: [{ x: 2 }, { x: 3 }], runs: 3 }
-}, ({ x }) => Effect.succeed(x * x))
+export const square = Remote.make(
+  "square",
+  {
+    payload: Schema.Struct({ x: Schema.Number }),
+    success: Schema.Number,
+    benchmark: { dataset: [{ x: 2 }, { x: 3 }], runs: 3 }
+  },
+  ({ x }) => Effect.succeed(x * x)
+)
 
 /** The deployment: no contexts, one remote. */
 export const app = Deployment.make("square", { contexts: [], remotes: [square] })

@@ -43,7 +43,8 @@ export interface ContextInstance {
 export type ContextClass = abstract new (...args: any) => ContextInstance
 
 /** What `getContext(Cls)` returns: the resolved value of `enter()`, or the instance when it has no `enter`. */
-export type Entered<C extends ContextClass> = InstanceType<C> extends { enter(): infer R } ? Awaited<R> : InstanceType<C>
+export type Entered<C extends ContextClass> =
+  InstanceType<C> extends { enter(): infer R } ? Awaited<R> : InstanceType<C>
 
 /** Options of {@link App.remote}, named after the reference's decorator arguments. */
 export interface RemoteOptions<P> {
@@ -88,13 +89,19 @@ const squash = (cause: Cause.Cause<unknown>): unknown => {
 
 /** The Promise facade. See the module documentation. */
 export class App {
-  private readonly classes = new Map<ContextClass, { readonly tag: Context.Tag<any, Entry>; readonly layer: Layer.Layer<any, any, never> }>()
+  private readonly classes = new Map<
+    ContextClass,
+    { readonly tag: Context.Tag<any, Entry>; readonly layer: Layer.Layer<any, any, never> }
+  >()
   private readonly remotes: Array<Remote.Any> = []
   private built: Deployment.Deployment | undefined
   private readonly runtime = ManagedRuntime.make(Layer.empty)
   private running: { readonly worker: Worker.Worker; readonly scope: Scope.CloseableScope } | undefined
 
-  constructor(readonly name: string, readonly options: Worker.Options = {}) {}
+  constructor(
+    readonly name: string,
+    readonly options: Worker.Options = {}
+  ) {}
 
   /**
    * Register a context class with its constructor arguments: as a TS 5 class decorator, `@app.context(...args)`, or
@@ -104,7 +111,7 @@ export class App {
   context<A extends Array<unknown>>(
     // A class as the first argument means the direct form: its arguments must match the constructor, not fall here.
     ...args: A extends [ContextClass, ...Array<unknown>] ? never : A
-  ): <C extends abstract new(...args: A) => ContextInstance>(cls: C, context: ClassDecoratorContext<C>) => void
+  ): <C extends abstract new (...args: A) => ContextInstance>(cls: C, context: ClassDecoratorContext<C>) => void
   context(...all: Array<unknown>): unknown {
     if (isContextClass(all[0])) {
       const [cls, ...args] = all as [ContextClass, ...Array<unknown>]
@@ -118,10 +125,15 @@ export class App {
 
   private register(cls: ContextClass, args: ReadonlyArray<unknown>): void {
     this.assertOpen(`context ${cls.name}`)
-    if (this.classes.has(cls)) throw this.invalid("duplicate-context", [cls.name], `Context class ${cls.name} is registered twice`)
+    if (this.classes.has(cls))
+      throw this.invalid("duplicate-context", [cls.name], `Context class ${cls.name} is registered twice`)
     for (const other of this.classes.keys()) {
       if (other.name === cls.name) {
-        throw this.invalid("duplicate-context", [cls.name], `Two context classes are named ${cls.name}; give one another name`)
+        throw this.invalid(
+          "duplicate-context",
+          [cls.name],
+          `Two context classes are named ${cls.name}; give one another name`
+        )
       }
     }
     const tag = Context.GenericTag<Entry>(cls.name)
@@ -137,7 +149,8 @@ export class App {
       exit: ({ instance }, exit) =>
         Effect.tryPromise({
           try: async () => {
-            const error = Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause) ? Cause.squash(exit.cause) : undefined
+            const error =
+              Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause) ? Cause.squash(exit.cause) : undefined
             if (typeof instance.exit === "function") await instance.exit(error)
             else if (typeof instance[Symbol.asyncDispose] === "function") await instance[Symbol.asyncDispose]!()
           },
@@ -151,28 +164,39 @@ export class App {
    * Register a remote function. Its payload is one object (the reference's keyword arguments). What it throws reaches
    * the caller as its error (`{"err": ...}` on the wire). Call the result to run it on the started app.
    */
-  remote<P extends object, R>(options: RemoteOptions<NoInfer<P>>, fn: (payload: P) => R | Promise<R>): RemoteFunction<P, Awaited<R>> {
+  remote<P extends object, R>(
+    options: RemoteOptions<NoInfer<P>>,
+    fn: (payload: P) => R | Promise<R>
+  ): RemoteFunction<P, Awaited<R>> {
     this.assertOpen("remote")
     const name = options.name ?? fn.name
-    if (!name) throw new TypeError("app.remote: give the remote a name ({ name: \"...\" }) or pass a named function")
+    if (!name) throw new TypeError('app.remote: give the remote a name ({ name: "..." }) or pass a named function')
     const hasBenchmark = options.benchmarkDataset !== undefined || options.benchmarkGenerator !== undefined
     const generator = options.benchmarkGenerator
-    const remote = Remote.make(name, {
-      // Without a schema the payload is any object of keyword arguments (a struct with no fields and a string index).
-      payload: options.payload ??
-        (Schema.Struct({}, Schema.Record({ key: Schema.String, value: Schema.Unknown })) as unknown as Schema.Struct<any>),
-      success: Schema.Unknown,
-      error: Schema.Unknown,
-      concurrency: options.concurrency,
-      maxQueue: options.maxQueue,
-      benchmark: hasBenchmark
-        ? {
-          dataset: options.benchmarkDataset as ReadonlyArray<any> | undefined,
-          generator: generator === undefined ? undefined : () => Effect.promise(async () => generator() as any),
-          runs: options.benchmarkRuns
-        }
-        : undefined
-    }, (payload) => Effect.tryPromise({ try: async () => fn(payload as P), catch: (error) => error }))
+    const remote = Remote.make(
+      name,
+      {
+        // Without a schema the payload is any object of keyword arguments (a struct with no fields and a string index).
+        payload:
+          options.payload ??
+          (Schema.Struct(
+            {},
+            Schema.Record({ key: Schema.String, value: Schema.Unknown })
+          ) as unknown as Schema.Struct<any>),
+        success: Schema.Unknown,
+        error: Schema.Unknown,
+        concurrency: options.concurrency,
+        maxQueue: options.maxQueue,
+        benchmark: hasBenchmark
+          ? {
+              dataset: options.benchmarkDataset as ReadonlyArray<any> | undefined,
+              generator: generator === undefined ? undefined : () => Effect.promise(async () => generator() as any),
+              runs: options.benchmarkRuns
+            }
+          : undefined
+      },
+      (payload) => Effect.tryPromise({ try: async () => fn(payload as P), catch: (error) => error })
+    )
     this.remotes.push(remote)
     const call = (payload: P) => this.invoke(name, payload) as Promise<Awaited<R>>
     return Object.assign(call, { remote })
@@ -250,7 +274,8 @@ export class App {
 
   /** Call a remote by name with a payload object, on the started app. */
   async invoke(name: string, payload: unknown): Promise<unknown> {
-    if (this.running === undefined) throw new WorkerUnavailable({ reason: "stopped", detail: `app "${this.name}" is not started` })
+    if (this.running === undefined)
+      throw new WorkerUnavailable({ reason: "stopped", detail: `app "${this.name}" is not started` })
     const exit = await this.runtime.runPromiseExit(this.running.worker.invoke(name, payload))
     if (Exit.isFailure(exit)) throw squash(exit.cause)
     return exit.value
@@ -278,7 +303,8 @@ export class App {
   }
 
   private assertOpen(what: string): void {
-    if (this.built !== undefined) throw new Error(`App "${this.name}": cannot register ${what} after the deployment was built`)
+    if (this.built !== undefined)
+      throw new Error(`App "${this.name}": cannot register ${what} after the deployment was built`)
   }
 
   private invalid(reason: DeploymentInvalid["reason"], names: Array<string>, detail: string): DeploymentInvalid {

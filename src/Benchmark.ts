@@ -36,7 +36,7 @@ export const run = <E, R>(
   remote: Remote.Any,
   call: (payload: unknown) => Effect.Effect<unknown, E, R>
 ): Effect.Effect<Result, BenchmarkFailed, R> =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     const options = remote.benchmark
     if (options === undefined) {
       return yield* new BenchmarkFailed({ remote: remote.name, detail: "the remote declares no benchmark" })
@@ -44,7 +44,9 @@ export const run = <E, R>(
     const runs = options.runs ?? DEFAULT_RUNS
     const concurrency = options.concurrency ?? Math.max(remote.concurrency, 1)
     const warmup = options.warmup ?? 1
-    const decode = Schema.decodeUnknownEither(remote.payload as unknown as Schema.Schema<any, any, never>, { errors: "all" })
+    const decode = Schema.decodeUnknownEither(remote.payload as unknown as Schema.Schema<any, any, never>, {
+      errors: "all"
+    })
     let next = 0
     const input: Effect.Effect<unknown, BenchmarkFailed> = Effect.suspend(() => {
       let raw: Effect.Effect<unknown, unknown>
@@ -52,17 +54,21 @@ export const run = <E, R>(
         raw = Effect.succeed(options.dataset[next++ % options.dataset.length])
       } else {
         const g = options.generator!
-        raw = Effect.isEffect(g) ? g : Effect.suspend(() => {
-          const v = (g as () => unknown)()
-          return Effect.isEffect(v) ? (v as Effect.Effect<unknown>) : Effect.succeed(v)
-        })
+        raw = Effect.isEffect(g)
+          ? g
+          : Effect.suspend(() => {
+              const v = (g as () => unknown)()
+              return Effect.isEffect(v) ? (v as Effect.Effect<unknown>) : Effect.succeed(v)
+            })
       }
       return raw.pipe(
         Effect.flatMap((v) => {
           const r = decode(v)
           return Either.isRight(r)
             ? Effect.succeed(r.right)
-            : Effect.fail(`input does not match the payload schema: ${ParseResult.TreeFormatter.formatErrorSync(r.left)}`)
+            : Effect.fail(
+                `input does not match the payload schema: ${ParseResult.TreeFormatter.formatErrorSync(r.left)}`
+              )
         }),
         Effect.catchAllCause((cause) =>
           Effect.fail(new BenchmarkFailed({ remote: remote.name, detail: `generator failed: ${String(cause)}` }))
@@ -88,7 +94,10 @@ export const run = <E, R>(
     let workload = 0
     for (let round = 0; round < runs; round++) {
       const start = yield* Clock.currentTimeMillis
-      const loads = yield* Effect.all(Array.from({ length: concurrency }, () => one), { concurrency: "unbounded" })
+      const loads = yield* Effect.all(
+        Array.from({ length: concurrency }, () => one),
+        { concurrency: "unbounded" }
+      )
       roundMillis.push((yield* Clock.currentTimeMillis) - start)
       for (const w of loads) workload += w
     }
@@ -96,7 +105,7 @@ export const run = <E, R>(
     return {
       remote: remote.name,
       // Guard a zero-duration run (a trivial remote under a test clock) against an infinite score.
-      score: workload / Math.max(totalMillis, 1) * 1000,
+      score: (workload / Math.max(totalMillis, 1)) * 1000,
       runs,
       concurrency,
       calls: runs * concurrency,

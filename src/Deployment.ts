@@ -28,12 +28,12 @@ type LayerErr<L> = L extends Layer.Layer<any, infer E, any> ? E : never
 type LayerIn<L> = L extends Layer.Layer<any, any, infer R> ? R : never
 
 /** Fails type-checking, naming the missing tags, when a remote or a context needs a context no one registered. */
-type Check<Provided, Required> = [Exclude<Required, Provided>] extends [never] ? unknown
+type Check<Provided, Required> = [Exclude<Required, Provided>] extends [never]
+  ? unknown
   : { readonly "no registered context provides": Exclude<Required, Provided> }
 
 /** Whether a value is a deployment made by {@link make} (how the CLI finds the one a module exports). */
-export const isDeployment = (u: unknown): u is Deployment =>
-  typeof u === "object" && u !== null && TypeId in u
+export const isDeployment = (u: unknown): u is Deployment => typeof u === "object" && u !== null && TypeId in u
 
 /** Options of {@link make}. */
 export interface Options<
@@ -63,9 +63,8 @@ export const make = <
   const Remotes extends ReadonlyArray<Remote.Any>
 >(
   name: string,
-  options:
-    & Options<Contexts, Remotes>
-    & Check<LayerOut<Contexts[number]>, Remote.ContextOf<Remotes[number]> | LayerIn<Contexts[number]>>
+  options: Options<Contexts, Remotes> &
+    Check<LayerOut<Contexts[number]>, Remote.ContextOf<Remotes[number]> | LayerIn<Contexts[number]>>
 ): Deployment<LayerOut<Contexts[number]>, LayerErr<Contexts[number]>, Remotes[number]> => {
   const remotes = new Map<string, Remotes[number]>()
   const duplicates = new Set<string>()
@@ -74,7 +73,11 @@ export const make = <
     remotes.set(r.name, r)
   }
   if (duplicates.size > 0) {
-    throw invalid("duplicate-remote", [...duplicates], `Deployment "${name}": duplicate remote names: ${[...duplicates].join(", ")}`)
+    throw invalid(
+      "duplicate-remote",
+      [...duplicates],
+      `Deployment "${name}": duplicate remote names: ${[...duplicates].join(", ")}`
+    )
   }
 
   const benchmarked = options.remotes.filter((r) => r.benchmark !== undefined)
@@ -82,13 +85,17 @@ export const make = <
     const names = benchmarked.map((r) => r.name)
     throw benchmarked.length === 0
       ? invalid(
-        "benchmark-missing",
-        options.remotes.map((r) => r.name),
-        `Deployment "${name}": exactly one remote must declare a benchmark; none of ${
-          options.remotes.map((r) => r.name).join(", ") || "(no remotes)"
-        } does`
-      )
-      : invalid("benchmark-multiple", names, `Deployment "${name}": exactly one remote may declare a benchmark; ${names.join(", ")} do`)
+          "benchmark-missing",
+          options.remotes.map((r) => r.name),
+          `Deployment "${name}": exactly one remote must declare a benchmark; none of ${
+            options.remotes.map((r) => r.name).join(", ") || "(no remotes)"
+          } does`
+        )
+      : invalid(
+          "benchmark-multiple",
+          names,
+          `Deployment "${name}": exactly one remote may declare a benchmark; ${names.join(", ")} do`
+        )
   }
   const benchmarkRemote = benchmarked[0]!
   checkBenchmark(name, benchmarkRemote)
@@ -107,20 +114,42 @@ export const make = <
 const checkBenchmark = (name: string, remote: Remote.Any): void => {
   const b = remote.benchmark!
   if (b.dataset === undefined && b.generator === undefined) {
-    throw invalid("benchmark-input-invalid", [remote.name], `Deployment "${name}": the benchmark of "${remote.name}" needs a dataset or a generator`)
+    throw invalid(
+      "benchmark-input-invalid",
+      [remote.name],
+      `Deployment "${name}": the benchmark of "${remote.name}" needs a dataset or a generator`
+    )
   }
   if (b.dataset !== undefined && b.dataset.length === 0) {
-    throw invalid("benchmark-input-invalid", [remote.name], `Deployment "${name}": the benchmark dataset of "${remote.name}" is empty`)
+    throw invalid(
+      "benchmark-input-invalid",
+      [remote.name],
+      `Deployment "${name}": the benchmark dataset of "${remote.name}" is empty`
+    )
   }
-  for (const [what, n] of [["runs", b.runs], ["concurrency", b.concurrency]] as const) {
+  for (const [what, n] of [
+    ["runs", b.runs],
+    ["concurrency", b.concurrency]
+  ] as const) {
     if (n !== undefined && (!Number.isInteger(n) || n < 1)) {
-      throw invalid("benchmark-input-invalid", [remote.name], `Deployment "${name}": benchmark ${what} of "${remote.name}" must be a positive integer, got ${n}`)
+      throw invalid(
+        "benchmark-input-invalid",
+        [remote.name],
+        `Deployment "${name}": benchmark ${what} of "${remote.name}" must be a positive integer, got ${n}`
+      )
     }
   }
   if (b.warmup !== undefined && (!Number.isInteger(b.warmup) || b.warmup < 0)) {
-    throw invalid("benchmark-input-invalid", [remote.name], `Deployment "${name}": benchmark warmup of "${remote.name}" must be a non-negative integer, got ${b.warmup}`)
+    throw invalid(
+      "benchmark-input-invalid",
+      [remote.name],
+      `Deployment "${name}": benchmark warmup of "${remote.name}" must be a non-negative integer, got ${b.warmup}`
+    )
   }
-  const decode = Schema.decodeUnknownEither(remote.payload as unknown as Schema.Schema<any, any, never>, { errors: "all", onExcessProperty: "error" })
+  const decode = Schema.decodeUnknownEither(remote.payload as unknown as Schema.Schema<any, any, never>, {
+    errors: "all",
+    onExcessProperty: "error"
+  })
   const bad: Array<string> = []
   ;(b.dataset ?? []).forEach((item, i) => {
     const r = decode(item)
@@ -148,30 +177,48 @@ const wire = (name: string, contexts: ReadonlyArray<Layer.Layer<any, any, any>>)
     byKey.set(c.key, c)
   }
   if (dupes.length > 0) {
-    throw invalid("duplicate-context", dupes, `Deployment "${name}": two different contexts use the key(s) ${dupes.join(", ")}`)
+    throw invalid(
+      "duplicate-context",
+      dupes,
+      `Deployment "${name}": two different contexts use the key(s) ${dupes.join(", ")}`
+    )
   }
   const wired = new Map<string, Layer.Layer<any, any, never>>()
-  const visit = (c: WorkerContext.WorkerContext<any, any, any>, path: ReadonlyArray<string>): Layer.Layer<any, any, never> => {
+  const visit = (
+    c: WorkerContext.WorkerContext<any, any, any>,
+    path: ReadonlyArray<string>
+  ): Layer.Layer<any, any, never> => {
     const done = wired.get(c.key)
     if (done !== undefined) return done
     if (path.includes(c.key)) {
       const cycle = [...path.slice(path.indexOf(c.key)), c.key]
-      throw invalid("dependency-cycle", cycle, `Deployment "${name}": contexts depend on each other in a cycle: ${cycle.join(" -> ")}`)
+      throw invalid(
+        "dependency-cycle",
+        cycle,
+        `Deployment "${name}": contexts depend on each other in a cycle: ${cycle.join(" -> ")}`
+      )
     }
     const deps = c.dependsOn.map((tag) => {
       const dep = byKey.get(tag.key)
       if (dep === undefined) {
-        throw invalid("dependency-missing", [c.key, tag.key], `Deployment "${name}": context "${c.key}" depends on "${tag.key}", which is not registered`)
+        throw invalid(
+          "dependency-missing",
+          [c.key, tag.key],
+          `Deployment "${name}": context "${c.key}" depends on "${tag.key}", which is not registered`
+        )
       }
       return visit(dep, [...path, c.key])
     })
-    const layer = deps.length === 0
-      ? (c as unknown as Layer.Layer<any, any, never>)
-      : Layer.provide(c, Layer.mergeAll(...(deps as [Layer.Layer<any, any, never>])))
+    const layer =
+      deps.length === 0
+        ? (c as unknown as Layer.Layer<any, any, never>)
+        : Layer.provide(c, Layer.mergeAll(...(deps as [Layer.Layer<any, any, never>])))
     wired.set(c.key, layer)
     return layer
   }
-  const layers = contexts.map((c) => WorkerContext.isWorkerContext(c) ? visit(c, []) : (c as Layer.Layer<any, any, never>))
+  const layers = contexts.map((c) =>
+    WorkerContext.isWorkerContext(c) ? visit(c, []) : (c as Layer.Layer<any, any, never>)
+  )
   return {
     layer: layers.length === 0 ? Layer.empty : Layer.mergeAll(...(layers as [Layer.Layer<any, any, never>])),
     contexts: [...byKey.values()].map((c) => [c.key, c.dependsOn.map((t) => t.key)] as const)

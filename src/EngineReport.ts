@@ -98,7 +98,7 @@ export interface Reporter {
 
 /** Make a reporter. It sends nothing until `run` runs. */
 export const make = (options: Options): Effect.Effect<Reporter> =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     const interval = Duration.decode(options.interval ?? Duration.seconds(1))
     const heartbeat = Duration.decode(options.heartbeat ?? Duration.seconds(10))
     const kick = yield* Queue.sliding<void>(1)
@@ -144,25 +144,31 @@ export const make = (options: Options): Effect.Effect<Reporter> =>
 
     // Each POST tries the engines in order; each engine gets a few attempts with jittered backoff.
     const post = (path: string, body: unknown) =>
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         const client = (yield* HttpClient.HttpClient).pipe(HttpClient.filterStatusOk)
         for (const addr of options.reportAddrs) {
-          const sent = yield* client.execute(
-            HttpClientRequest.post(`${addr.replace(/\/+$/, "")}/${path}/`).pipe(HttpClientRequest.bodyUnsafeJson(body))
-          ).pipe(
-            Effect.scoped,
-            Effect.timeout("10 seconds"),
-            Effect.retry(Schedule.intersect(Schedule.jittered(Schedule.exponential("500 millis")), Schedule.recurs(2))),
-            Effect.as(true),
-            Effect.catchAll((e) => Effect.as(Effect.logDebug(`report to ${addr}/${path}/ failed`, e), false))
-          )
+          const sent = yield* client
+            .execute(
+              HttpClientRequest.post(`${addr.replace(/\/+$/, "")}/${path}/`).pipe(
+                HttpClientRequest.bodyUnsafeJson(body)
+              )
+            )
+            .pipe(
+              Effect.scoped,
+              Effect.timeout("10 seconds"),
+              Effect.retry(
+                Schedule.intersect(Schedule.jittered(Schedule.exponential("500 millis")), Schedule.recurs(2))
+              ),
+              Effect.as(true),
+              Effect.catchAll((e) => Effect.as(Effect.logDebug(`report to ${addr}/${path}/ failed`, e), false))
+            )
           if (sent) return true
         }
         yield* Effect.logWarning(`could not report ${path} to any of ${options.reportAddrs.join(", ")}`)
         return false
       })
 
-    const sendStatus = Effect.gen(function*() {
+    const sendStatus = Effect.gen(function* () {
       const body = status()
       const sentReceived = received
       const sentCancelled = cancelled
@@ -184,7 +190,7 @@ export const make = (options: Options): Effect.Effect<Reporter> =>
       }
     })
 
-    const sendDeletes = Effect.gen(function*() {
+    const sendDeletes = Effect.gen(function* () {
       if (deleting.length === 0) return
       const snapshot = deleting.slice()
       const sent = yield* post("delete_requests", {
@@ -210,7 +216,7 @@ export const make = (options: Options): Effect.Effect<Reporter> =>
       Effect.flatMap(Fiber.join)
     )
 
-    const statusLoop = Effect.gen(function*() {
+    const statusLoop = Effect.gen(function* () {
       yield* sendStatus
       while (true) {
         yield* Effect.race(Effect.sleep(interval), Queue.take(kick))
@@ -218,7 +224,7 @@ export const make = (options: Options): Effect.Effect<Reporter> =>
         if (updatePending || now - lastSent >= Duration.toMillis(heartbeat)) yield* sendStatus
       }
     })
-    const deleteLoop = Effect.gen(function*() {
+    const deleteLoop = Effect.gen(function* () {
       while (true) {
         yield* Effect.sleep(interval)
         yield* sendDeletes
@@ -266,11 +272,7 @@ export const make = (options: Options): Effect.Effect<Reporter> =>
       run: Effect.zipRight(Effect.fork(deleteLoop), statusLoop).pipe(
         Effect.scoped,
         Effect.onInterrupt(() => finalReport)
-      ) as Effect.Effect<
-        never,
-        never,
-        HttpClient.HttpClient
-      >
+      ) as Effect.Effect<never, never, HttpClient.HttpClient>
     } satisfies Reporter
   })
 
@@ -278,7 +280,7 @@ export const make = (options: Options): Effect.Effect<Reporter> =>
  * The reporter's options from the reference's environment: `REPORT_ADDR`, `CONTAINER_ID`, `MASTER_TOKEN`,
  * `PUBLIC_IPADDR`, `WORKER_PORT`, `VAST_TCP_PORT_<WORKER_PORT>`, `USE_SSL`. `None` when `REPORT_ADDR` is not set.
  */
-export const optionsFromEnv: Effect.Effect<Option.Option<Options>, ConfigError.ConfigError> = Effect.gen(function*() {
+export const optionsFromEnv: Effect.Effect<Option.Option<Options>, ConfigError.ConfigError> = Effect.gen(function* () {
   const addrs = yield* Config.option(Config.string("REPORT_ADDR"))
   if (Option.isNone(addrs)) return Option.none()
   const workerPort = yield* Config.integer("WORKER_PORT").pipe(Config.withDefault(8000))
@@ -286,7 +288,10 @@ export const optionsFromEnv: Effect.Effect<Option.Option<Options>, ConfigError.C
   const publicIp = yield* Config.string("PUBLIC_IPADDR").pipe(Config.withDefault("127.0.0.1"))
   const ssl = yield* Config.boolean("USE_SSL").pipe(Config.withDefault(false))
   return Option.some({
-    reportAddrs: addrs.value.split(",").map((s) => s.trim()).filter((s) => s.length > 0),
+    reportAddrs: addrs.value
+      .split(",")
+      .map((s) => s.trim())
+      .filter((s) => s.length > 0),
     containerId: yield* Config.integer("CONTAINER_ID").pipe(Config.withDefault(0)),
     mtoken: yield* Config.string("MASTER_TOKEN").pipe(Config.withDefault("")),
     url: `http${ssl ? "s" : ""}://${publicIp}:${publicPort}`

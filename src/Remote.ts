@@ -94,7 +94,8 @@ export interface Options<
 
 const positiveInt = (name: string, what: string, n: number | undefined, fallback: number): number => {
   if (n === undefined) return fallback
-  if (!Number.isInteger(n) || n < 1) throw new RangeError(`Remote "${name}": ${what} must be a positive integer, got ${n}`)
+  if (!Number.isInteger(n) || n < 1)
+    throw new RangeError(`Remote "${name}": ${what} must be a positive integer, got ${n}`)
   return n
 }
 

@@ -151,9 +151,10 @@ export const encodeError: (error: unknown, options?: EncodeOptions) => Effect.Ef
  *
  * @since 0.1.0
  */
-export const MapFromDict = <K extends Schema.Schema.Any, V extends Schema.Schema.Any>(
-  options: { readonly key: K; readonly value: V }
-) =>
+export const MapFromDict = <K extends Schema.Schema.Any, V extends Schema.Schema.Any>(options: {
+  readonly key: K
+  readonly value: V
+}) =>
   Schema.transform(
     Schema.Union(
       Schema.MapFromSelf({ key: Schema.Unknown, value: Schema.Unknown }),
@@ -162,7 +163,7 @@ export const MapFromDict = <K extends Schema.Schema.Any, V extends Schema.Schema
     Schema.MapFromSelf(options),
     {
       strict: false,
-      decode: (input) => input instanceof Map ? input : new Map(Object.entries(input)),
+      decode: (input) => (input instanceof Map ? input : new Map(Object.entries(input))),
       encode: (map) => map
     }
   )
@@ -197,7 +198,9 @@ export interface AuthData extends Schema.Schema.Type<typeof AuthData> {}
 // prototype of the copy. The object JSON.parse made is kept as it is instead; its own keys are the keywords.
 const Kwargs = Schema.declare(
   (u: unknown): u is Readonly<Record<string, unknown>> =>
-    typeof u === "object" && u !== null && !Array.isArray(u) &&
+    typeof u === "object" &&
+    u !== null &&
+    !Array.isArray(u) &&
     [Object.prototype, null].includes(Object.getPrototypeOf(u)),
   { identifier: "Kwargs", description: "an object of keyword arguments" }
 )
@@ -237,7 +240,7 @@ const decodeEnvelopeSchema = Schema.decodeUnknown(Envelope)
 
 const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
   path.reduce<string>(
-    (acc, key) => typeof key === "number" ? internal.pathIndex(acc, key) : internal.pathKey(acc, String(key)),
+    (acc, key) => (typeof key === "number" ? internal.pathIndex(acc, key) : internal.pathKey(acc, String(key))),
     "$"
   )
 
@@ -278,7 +281,7 @@ export const decodeArguments = (
   envelope: Envelope,
   options?: { readonly maxDepth?: number }
 ): Effect.Effect<Arguments, WireDecodeError> =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     const maxDepth = options?.maxDepth ?? defaultMaxDepth
     const args: Array<unknown> = []
     const rawArgs = envelope.payload?.args ?? []

@@ -69,9 +69,10 @@ export type MetricsSnapshot = Metrics.Snapshot
  * - `status`: the lifecycle phase as a `SubscriptionRef`; `report`: the start-up report.
  * - `shutdown`: drain and exit every context once; fails with `ShutdownFailed` listing every failed exit.
  */
-export interface Worker<Provides = any, Remotes extends Remote.Any = Remote.Any>
-  extends internal.Worker<Provides, Remotes>
-{}
+export interface Worker<Provides = any, Remotes extends Remote.Any = Remote.Any> extends internal.Worker<
+  Provides,
+  Remotes
+> {}
 
 /**
  * Start a worker without waiting for it: contexts enter in the background while `status` tells where it is. The
@@ -185,9 +186,10 @@ export interface ServeOptions extends Options {
 }
 
 /** A served worker: the in-process handle and where it listens. */
-export interface Served<Provides = any, Remotes extends Remote.Any = Remote.Any>
-  extends server.Served<Provides, Remotes>
-{}
+export interface Served<Provides = any, Remotes extends Remote.Any = Remote.Any> extends server.Served<
+  Provides,
+  Remotes
+> {}
 
 /**
  * Serve a deployment over HTTP as a layer: the server listens at once (`/health` answers while contexts enter), the

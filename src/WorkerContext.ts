@@ -48,8 +48,10 @@ export interface Options<S, E, R, Deps extends ReadonlyArray<AnyTag>> {
   readonly dependsOn?: Deps | undefined
 }
 
-type Undeclared<R, Deps extends ReadonlyArray<AnyTag>> = [Exclude<R, Context.Tag.Identifier<Deps[number]>>] extends
-  [never] ? unknown
+type Undeclared<R, Deps extends ReadonlyArray<AnyTag>> = [Exclude<R, Context.Tag.Identifier<Deps[number]>>] extends [
+  never
+]
+  ? unknown
   : { readonly "dependsOn is missing the tags of": Exclude<R, Context.Tag.Identifier<Deps[number]>> }
 
 /** The registry that {@link get} reads. Each worker sets its own for the fibers it runs. */
@@ -89,7 +91,7 @@ export const make = <I, S, E = never, R = never, const Deps extends ReadonlyArra
   const userExit = options.exit
 
   const acquire = (registry: Registry) =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       registry.entering(key, depKeys, yield* Clock.currentTimeMillis)
       let enter: Effect.Effect<S, E | ContextTimeout, R> = options.enter
       if (enterTimeout !== undefined) {
@@ -100,22 +102,26 @@ export const make = <I, S, E = never, R = never, const Deps extends ReadonlyArra
       }
       return yield* enter.pipe(
         Effect.locally(currentKey, key),
-        Effect.onExit((exit) => Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => registry.entered(key, exit, now))))
+        Effect.onExit((exit) =>
+          Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => registry.entered(key, exit, now)))
+        )
       )
     })
 
   const release = (registry: Registry, service: S, exit: Exit.Exit<unknown, unknown>) =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const rollback = registry.exiting(key, yield* Clock.currentTimeMillis)
-      const result = userExit === undefined
-        ? Exit.void
-        : yield* Effect.interruptible(userExit(service, exit)).pipe(
-          Effect.timeoutFail({
-            duration: exitTimeout,
-            onTimeout: () => new ContextTimeout({ key, phase: "exit", timeoutMillis: Duration.toMillis(exitTimeout) })
-          }),
-          Effect.exit
-        )
+      const result =
+        userExit === undefined
+          ? Exit.void
+          : yield* Effect.interruptible(userExit(service, exit)).pipe(
+              Effect.timeoutFail({
+                duration: exitTimeout,
+                onTimeout: () =>
+                  new ContextTimeout({ key, phase: "exit", timeoutMillis: Duration.toMillis(exitTimeout) })
+              }),
+              Effect.exit
+            )
       registry.exited(key, result, rollback, yield* Clock.currentTimeMillis)
       if (Exit.isFailure(result)) {
         // Never fail the finalizer: the scope must go on exiting every other context. The worker reports it.
@@ -130,7 +136,8 @@ export const make = <I, S, E = never, R = never, const Deps extends ReadonlyArra
         // acquireRelease runs its acquire uninterruptibly: re-open it so a failing sibling or a timeout can stop it.
         Effect.interruptible(acquire(registry)),
         (service, exit) => release(registry, service, exit)
-      ))
+      )
+    )
   ) as Layer.Layer<I, E | ContextTimeout, R>
 
   return Object.assign(layer, {
@@ -161,4 +168,5 @@ export const annotate = (note: string): Effect.Effect<void> =>
   Effect.flatMap(FiberRef.get(currentKey), (key) =>
     key === undefined
       ? Effect.void
-      : Effect.flatMap(FiberRef.get(currentRegistry), (registry) => Effect.sync(() => registry.note(key, note))))
+      : Effect.flatMap(FiberRef.get(currentRegistry), (registry) => Effect.sync(() => registry.note(key, note)))
+  )

@@ -154,11 +154,13 @@ export class StartupFailed extends Schema.TaggedError<StartupFailed>()("StartupF
   rollbackFailures: Schema.Array(ContextFailure)
 }) {
   override get message(): string {
-    return `Start-up failed: context "${this.context}" ${this.reason === "timed-out" ? "timed out" : this.reason}: ${this.detail}` +
+    return (
+      `Start-up failed: context "${this.context}" ${this.reason === "timed-out" ? "timed out" : this.reason}: ${this.detail}` +
       `; rolled back: ${this.rolledBack.length === 0 ? "(none)" : this.rolledBack.join(", ")}` +
       (this.rollbackFailures.length > 0
         ? `; rollback failures: ${this.rollbackFailures.map((f) => `${f.key} (${f.detail})`).join(", ")}`
         : "")
+    )
   }
 }
 
@@ -167,9 +169,9 @@ export class ShutdownFailed extends Schema.TaggedError<ShutdownFailed>()("Shutdo
   failures: Schema.Array(ContextFailure)
 }) {
   override get message(): string {
-    return `Shutdown: ${this.failures.length} context exit(s) failed: ${
-      this.failures.map((f) => `${f.key} ${f.reason}: ${f.detail}`).join("; ")
-    }`
+    return `Shutdown: ${this.failures.length} context exit(s) failed: ${this.failures
+      .map((f) => `${f.key} ${f.reason}: ${f.detail}`)
+      .join("; ")}`
   }
 }
 

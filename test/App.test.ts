@@ -12,7 +12,10 @@ describe("App (Promise facade)", () => {
     @app.context("Qwen/Qwen3-0.6B", { maxLen: 512 })
     class LLMEngine {
       loaded = false
-      constructor(readonly modelName: string, readonly opts: { maxLen?: number } = {}) {}
+      constructor(
+        readonly modelName: string,
+        readonly opts: { maxLen?: number } = {}
+      ) {}
       async enter() {
         events.push(`enter ${this.modelName} ${this.opts.maxLen}`)
         this.loaded = true
@@ -157,7 +160,8 @@ describe("App (Promise facade)", () => {
     }
     app.context(Greeter)
     app.remote({ name: "hello", benchmarkDataset: [{ name: "bench" }] }, async ({ name }: { name: string }) =>
-      app.getContext(Greeter).greet(name))
+      app.getContext(Greeter).greet(name)
+    )
     const { url } = await app.serve({ port: 0, host: "127.0.0.1", handleSignals: false })
     try {
       const response = await fetch(`${url}/remote/hello`, {
@@ -181,10 +185,14 @@ describe("App (Promise facade)", () => {
     }
     app.context(Counter)
     app.remote({ name: "next", benchmarkDataset: [{}] }, async () => app.getContext(Counter).n + 1)
-    const result = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
-      const worker = yield* Worker.make(app.deployment)
-      return yield* worker.invoke("next", {})
-    })))
+    const result = await Effect.runPromise(
+      Effect.scoped(
+        Effect.gen(function* () {
+          const worker = yield* Worker.make(app.deployment)
+          return yield* worker.invoke("next", {})
+        })
+      )
+    )
     expect(result).toBe(42)
   })
 

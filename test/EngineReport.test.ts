@@ -60,7 +60,7 @@ const call = (reqnum: number, workload = 100): EngineReport.Call => ({
 
 describe("EngineReport", () => {
   it.live("sends readiness at once, then load and finished calls", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const { posts, url } = yield* engine()
       const reporter = yield* EngineReport.make({
         reportAddrs: [url],
@@ -82,7 +82,11 @@ describe("EngineReport", () => {
       const b = call(2, 50)
       reporter.started(a)
       reporter.started(b)
-      expect(reporter.status()).toMatchObject({ cur_load: 150, num_requests_working: 2, working_request_idxs: [1001, 1002] })
+      expect(reporter.status()).toMatchObject({
+        cur_load: 150,
+        num_requests_working: 2,
+        working_request_idxs: [1001, 1002]
+      })
       reporter.finished(a, "Success", 3)
       reporter.finished(b, "Error", 4)
       const seen: Array<Post> = []
@@ -95,27 +99,55 @@ describe("EngineReport", () => {
         worker_id: 7,
         mtoken: "tok",
         requests: [
-          { request_idx: 1001, success: true, status: "Success", entered_queue_at: 1, work_started_at: 2, work_completed_at: 3 },
-          { request_idx: 1002, success: false, status: "Error", entered_queue_at: 1, work_started_at: 2, work_completed_at: 4 }
+          {
+            request_idx: 1001,
+            success: true,
+            status: "Success",
+            entered_queue_at: 1,
+            work_started_at: 2,
+            work_completed_at: 3
+          },
+          {
+            request_idx: 1002,
+            success: false,
+            status: "Error",
+            entered_queue_at: 1,
+            work_started_at: 2,
+            work_completed_at: 4
+          }
         ]
       })
       const status = seen.find((p) => p.path === "/worker_status/" && p.body.cur_perf > 0)!
       // Load received and served since the last report; loadtime is sent only once.
-      expect(status.body).toMatchObject({ new_load: 150, cur_perf: 100, cur_load: 0, loadtime: 0, num_requests_recieved: 2 })
-    }).pipe(Effect.scoped, Effect.provide(FetchHttpClient.layer)))
+      expect(status.body).toMatchObject({
+        new_load: 150,
+        cur_perf: 100,
+        cur_load: 0,
+        loadtime: 0,
+        num_requests_recieved: 2
+      })
+    }).pipe(Effect.scoped, Effect.provide(FetchHttpClient.layer))
+  )
 
   it.live("retries a failing engine and reports a start-up failure", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const { posts, url } = yield* engine(2)
-      const reporter = yield* EngineReport.make({ reportAddrs: [url], containerId: 1, mtoken: "", url: "", interval: "20 millis" })
-      yield* reporter.failed("context \"model\" failed: weights missing")
+      const reporter = yield* EngineReport.make({
+        reportAddrs: [url],
+        containerId: 1,
+        mtoken: "",
+        url: "",
+        interval: "20 millis"
+      })
+      yield* reporter.failed('context "model" failed: weights missing')
       yield* Effect.forkScoped(reporter.run)
       const first = yield* Queue.take(posts)
-      expect(first.body.error_msg).toBe("context \"model\" failed: weights missing")
-    }).pipe(Effect.scoped, Effect.provide(FetchHttpClient.layer)))
+      expect(first.body.error_msg).toBe('context "model" failed: weights missing')
+    }).pipe(Effect.scoped, Effect.provide(FetchHttpClient.layer))
+  )
 
   it.live("stopped: sends the finished calls and a last status; a call without request_idx counts as load only", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const { posts, url } = yield* engine()
       const reporter = yield* EngineReport.make({
         reportAddrs: [url],
@@ -151,10 +183,11 @@ describe("EngineReport", () => {
         num_requests_recieved: 3
       })
       expect(yield* Queue.size(posts)).toBe(0)
-    }).pipe(Effect.scoped, Effect.provide(FetchHttpClient.layer)))
+    }).pipe(Effect.scoped, Effect.provide(FetchHttpClient.layer))
+  )
 
   it.effect("reads the reference's environment", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const env = ConfigProvider.fromMap(
         new Map([
           ["REPORT_ADDR", "http://a/, http://b"],
@@ -167,20 +200,23 @@ describe("EngineReport", () => {
         ])
       )
       const options = yield* Effect.withConfigProvider(EngineReport.optionsFromEnv, env)
-      expect(options).toEqual(Option.some({
-        reportAddrs: ["http://a/", "http://b"],
-        containerId: 42,
-        mtoken: "m",
-        url: "https://9.9.9.9:41000"
-      }))
+      expect(options).toEqual(
+        Option.some({
+          reportAddrs: ["http://a/", "http://b"],
+          containerId: 42,
+          mtoken: "m",
+          url: "https://9.9.9.9:41000"
+        })
+      )
       const none = yield* Effect.withConfigProvider(EngineReport.optionsFromEnv, ConfigProvider.fromMap(new Map()))
       expect(Option.isNone(none)).toBe(true)
-    }))
+    })
+  )
 })
 
 /** Take posts until `done` holds for what was taken; each take is bounded so a missing report fails, not hangs. */
 const takeUntil = (posts: Queue.Queue<Post>, done: (seen: ReadonlyArray<Post>) => boolean) =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     const seen: Array<Post> = []
     while (!done(seen)) {
       seen.push(yield* Queue.take(posts).pipe(Effect.timeoutFail({ duration: "3 seconds", onTimeout: () => seen })))
@@ -202,7 +238,7 @@ describe("serving with engine reports", () => {
   const local = { port: 0, host: "127.0.0.1", handleSignals: false } as const
 
   it.live("reports start-up, readiness, every call by request_idx, and a last status at shutdown", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const { posts, url: engineUrl } = yield* engine()
       const Model = Context.GenericTag<"Model", string>("Model")
       const loading = yield* Deferred.make<void>()
@@ -210,18 +246,23 @@ describe("serving with engine reports", () => {
       const entered = yield* Queue.unbounded<number>()
       const release = yield* Deferred.make<void>()
       // Holds each call until released (units 1 is the benchmark's, at once); at most one runs, none queue.
-      const gate = Remote.make("gate", {
-        payload: Schema.Struct({ units: Schema.Number }),
-        success: Schema.Literal("done"),
-        concurrency: 1,
-        maxQueue: 0,
-        benchmark: { dataset: [{ units: 1 }], runs: 1, warmup: 0, concurrency: 1, workload: (p) => p.units }
-      }, ({ units }) =>
-        units === 1
-          ? Effect.succeed("done" as const)
-          : Effect.zipRight(Queue.offer(entered, units), Effect.as(Deferred.await(release), "done" as const)))
+      const gate = Remote.make(
+        "gate",
+        {
+          payload: Schema.Struct({ units: Schema.Number }),
+          success: Schema.Literal("done"),
+          concurrency: 1,
+          maxQueue: 0,
+          benchmark: { dataset: [{ units: 1 }], runs: 1, warmup: 0, concurrency: 1, workload: (p) => p.units }
+        },
+        ({ units }) =>
+          units === 1
+            ? Effect.succeed("done" as const)
+            : Effect.zipRight(Queue.offer(entered, units), Effect.as(Deferred.await(release), "done" as const))
+      )
       const hold = Remote.make("hold", { payload: Schema.Struct({}), success: Schema.Null }, () =>
-        Effect.zipRight(Queue.offer(entered, -1), Effect.never))
+        Effect.zipRight(Queue.offer(entered, -1), Effect.never)
+      )
       const app = Deployment.make("reported", { contexts: [model], remotes: [gate, divide, hold] })
 
       const serving = yield* Scope.make()
@@ -288,10 +329,11 @@ describe("serving with engine reports", () => {
       yield* Scope.close(serving, Exit.void)
       const rest = [...(yield* Queue.takeAll(posts))]
       expect(rest.at(-1)).toMatchObject({ path: "/worker_status/", body: { cur_load: 0, num_requests_working: 0 } })
-    }).pipe(Effect.scoped))
+    }).pipe(Effect.scoped)
+  )
 
   it.live("a failed start-up sends its error_msg, and keeps sending it", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const { posts, url: engineUrl } = yield* engine()
       const Model = Context.GenericTag<"Model", string>("Model")
       const model = WorkerContext.make(Model, { enter: Effect.fail(new Error("weights missing")) })
@@ -307,5 +349,6 @@ describe("serving with engine reports", () => {
       expect(seen.filter(failing).every((p) => p.path === "/worker_status/" && p.body.max_perf === 0)).toBe(true)
       // Closing fails with the start-up error (the process exit code); the reports stop with it.
       expect(Exit.isFailure(yield* Effect.exit(Scope.close(serving, Exit.void)))).toBe(true)
-    }).pipe(Effect.scoped))
+    }).pipe(Effect.scoped)
+  )
 })

@@ -16,7 +16,7 @@ const serve = <P, E, R extends Remote.Any>(app: Deployment.Deployment<P, E, R>, 
 
 /** Poll (real time, a few ms apart) until `predicate` holds; fails the test after ~2 s instead of hanging. */
 const eventually = <A, E>(effect: Effect.Effect<A, E>, predicate: (a: A) => boolean) =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     for (let i = 0; i < 400; i++) {
       const a = yield* effect
       if (predicate(a)) return a
@@ -30,22 +30,26 @@ const app = Deployment.make("wire", { contexts: [], remotes: [echo, divide, boom
 /** A remote whose calls wait for the test: `started` counts entries, `release` lets them all finish. */
 const gated = (options: { concurrency?: number; maxQueue?: number; maxQueueTime?: Duration.DurationInput } = {}) => {
   const state = { started: 0, finished: 0, interrupted: 0, release: Deferred.unsafeMake<void>(undefined as never) }
-  const remote = Remote.make("gate", {
-    payload: Schema.Struct({ units: Schema.Number }),
-    success: Schema.Literal("done"),
-    concurrency: options.concurrency ?? 1,
-    maxQueue: options.maxQueue ?? 1000,
-    ...(options.maxQueueTime === undefined ? {} : { maxQueueTime: options.maxQueueTime }),
-    benchmark: { dataset: [{ units: 1 }], runs: 1, warmup: 0, concurrency: 1, workload: (p) => p.units }
-  }, ({ units }) =>
-    units === 1
-      ? Effect.succeed("done" as const)
-      : Effect.gen(function*() {
-        state.started++
-        yield* Deferred.await(state.release)
-        state.finished++
-        return "done" as const
-      }).pipe(Effect.onInterrupt(() => Effect.sync(() => state.interrupted++))))
+  const remote = Remote.make(
+    "gate",
+    {
+      payload: Schema.Struct({ units: Schema.Number }),
+      success: Schema.Literal("done"),
+      concurrency: options.concurrency ?? 1,
+      maxQueue: options.maxQueue ?? 1000,
+      ...(options.maxQueueTime === undefined ? {} : { maxQueueTime: options.maxQueueTime }),
+      benchmark: { dataset: [{ units: 1 }], runs: 1, warmup: 0, concurrency: 1, workload: (p) => p.units }
+    },
+    ({ units }) =>
+      units === 1
+        ? Effect.succeed("done" as const)
+        : Effect.gen(function* () {
+            state.started++
+            yield* Deferred.await(state.release)
+            state.finished++
+            return "done" as const
+          }).pipe(Effect.onInterrupt(() => Effect.sync(() => state.interrupted++)))
+  )
   return { remote, state, app: Deployment.make("gated", { contexts: [], remotes: [remote] }) }
 }
 
@@ -54,7 +58,7 @@ const call = (url: string, name: string, payload: unknown, headers?: Record<stri
 
 describe("routes", () => {
   it.scopedLive("health, ready, metrics and unknown routes", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const { url } = yield* serve(app)
       const health = yield* request(`${url}/health`)
       expect(health.status).toBe(200)
@@ -84,10 +88,11 @@ describe("routes", () => {
       const nowhere = yield* request(`${url}/nowhere`)
       expect(nowhere.status).toBe(404)
       expect(nowhere.json._tag).toBe("RouteNotFound")
-    }))
+    })
+  )
 
   it.scopedLive("answers /health while contexts enter; /ready and calls are 503 until ready", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const gate = yield* Deferred.make<void>()
       const Model = Context.GenericTag<"Model", string>("Model")
       const model = WorkerContext.make(Model, { enter: Effect.as(Deferred.await(gate), "weights") })
@@ -110,10 +115,11 @@ describe("routes", () => {
       yield* worker.awaitReady
       expect((yield* request(`${url}/ready`)).status).toBe(200)
       expect((yield* call(url, "uses", {})).json).toEqual({ result: { ok: "weights" } })
-    }))
+    })
+  )
 
   it.scopedLive("a failed start-up: /health 200 with the state, /ready 503 with the report and the error", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const Model = Context.GenericTag<"Model", string>("Model")
       const model = WorkerContext.make(Model, { enter: Effect.fail(new Error("weights missing")) })
       const uses = Remote.make("uses", { payload: Schema.Struct({}), success: Schema.String }, () => Model)
@@ -131,12 +137,13 @@ describe("routes", () => {
       // Closing fails with the start-up error: under NodeRuntime.runMain the process exits non-zero.
       const closed = yield* Effect.exit(Scope.close(scope, Exit.void))
       expect(Exit.isFailure(closed) && Cause.squash(closed.cause)).toMatchObject({ _tag: "StartupFailed" })
-    }))
+    })
+  )
 })
 
 describe("wire format over HTTP", () => {
   it.scopedLive("round-trips bytes, booleans, nested dicts, lists and null", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const { url } = yield* serve(app)
       const reply = yield* call(url, "echo", {
         kwargs: {
@@ -162,20 +169,22 @@ describe("wire format over HTTP", () => {
           }
         }
       })
-    }))
+    })
+  )
 
   it.scopedLive("binds positional args in field order; mixes with kwargs", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const { url } = yield* serve(app)
       expect((yield* call(url, "divide", { args: [9, 3] })).json).toEqual({ result: { ok: 3 } })
       expect((yield* call(url, "divide", { args: [8], kwargs: { b: 2 } })).json).toEqual({ result: { ok: 4 } })
       const twice = yield* call(url, "divide", { args: [8], kwargs: { a: 2 } })
       expect(twice.status).toBe(400)
       expect(twice.json).toMatchObject({ _tag: "WireArgumentError", reason: "DuplicateArgument", field: "a" })
-    }))
+    })
+  )
 
   it.scopedLive("a declared error is 200 with the reference's err form, keeping tag, message and fields", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const { url } = yield* serve(app)
       const reply = yield* call(url, "divide", { kwargs: { a: 7, b: 0 } })
       expect(reply.status).toBe(200)
@@ -189,17 +198,22 @@ describe("wire format over HTTP", () => {
           }
         }
       })
-    }))
+    })
+  )
 
   it.scopedLive("400 for a body that is not JSON, not the envelope, or a payload naming every failing field", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const { url } = yield* serve(app)
       const notJson = yield* request(`${url}/remote/divide`, { body: "{nope" })
       expect(notJson.status).toBe(400)
       expect(notJson.json).toMatchObject({ _tag: "WireDecodeError", reason: "InvalidJson" })
       const envelope = yield* request(`${url}/remote/divide`, { body: { payload: { args: "x" } } })
       expect(envelope.status).toBe(400)
-      expect(envelope.json).toMatchObject({ _tag: "WireDecodeError", reason: "InvalidEnvelope", path: "$.payload.args" })
+      expect(envelope.json).toMatchObject({
+        _tag: "WireDecodeError",
+        reason: "InvalidEnvelope",
+        path: "$.payload.args"
+      })
       const badBytes = yield* call(url, "echo", { kwargs: { data: { type: "bytes", contents: "!!" } } })
       expect(badBytes.status).toBe(400)
       expect(badBytes.json).toMatchObject({ reason: "InvalidBytes", path: "$.payload.kwargs.data.contents" })
@@ -210,10 +224,11 @@ describe("wire format over HTTP", () => {
       expect(payload.json.issues.map((i: { path: Array<string> }) => i.path)).toEqual([["a"], ["b"]])
       expect(payload.json.message).toContain("a: ")
       expect(payload.json.message).toContain("b: ")
-    }))
+    })
+  )
 
   it.scopedLive("404 names the known remotes; 413 above the body limit", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const { url } = yield* serve(app, { maxBodySize: 64 })
       const missing = yield* call(url, "nope", {})
       expect(missing.status).toBe(404)
@@ -223,10 +238,11 @@ describe("wire format over HTTP", () => {
       expect(big.json).toMatchObject({ _tag: "PayloadTooLarge", limitBytes: 64 })
       // The limit is on bytes, not on the remote: a small call still passes.
       expect((yield* call(url, "divide", { args: [1, 1] })).status).toBe(200)
-    }))
+    })
+  )
 
   it.scopedLive("500 for a defect carries an id and no stack trace", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const { url } = yield* serve(app)
       const reply = yield* call(url, "boom", {})
       expect(reply.status).toBe(500)
@@ -234,28 +250,35 @@ describe("wire format over HTTP", () => {
       expect(reply.json.id).toMatch(/.+/)
       expect(reply.text).not.toContain("TypeError")
       expect(reply.text).not.toMatch(/\bat .*:\d+:\d+/)
-    }))
+    })
+  )
 
   it.scopedLive("504 when a call runs past the call timeout", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const { app, state } = gated()
       const { url } = yield* serve(app, { callTimeout: "50 millis" })
       const reply = yield* call(url, "gate", { kwargs: { units: 2 } })
       expect(reply.status).toBe(504)
       expect(reply.json).toMatchObject({ _tag: "CallTimeout", remote: "gate", timeoutMillis: 50 })
       expect(state.interrupted).toBe(1)
-    }))
+    })
+  )
 })
 
 describe("concurrency and queueing", () => {
   it.scopedLive("429 with Retry-After when the queue is full; the admitted calls complete", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const { app, state } = gated({ concurrency: 1, maxQueue: 1 })
       const { url } = yield* serve(app)
       const first = yield* Effect.fork(call(url, "gate", { kwargs: { units: 2 } }))
-      yield* eventually(Effect.sync(() => state.started), (n) => n === 1)
+      yield* eventually(
+        Effect.sync(() => state.started),
+        (n) => n === 1
+      )
       const second = yield* Effect.fork(call(url, "gate", { kwargs: { units: 2 } }))
-      yield* eventually(request(`${url}/metrics`), (m) => m.text.includes(`worker_calls_queued{deployment="gated",remote="gate"} 1`))
+      yield* eventually(request(`${url}/metrics`), (m) =>
+        m.text.includes(`worker_calls_queued{deployment="gated",remote="gate"} 1`)
+      )
       const third = yield* call(url, "gate", { kwargs: { units: 2 } })
       expect(third.status).toBe(429)
       expect(third.json).toMatchObject({ _tag: "WorkerUnavailable", reason: "queue-full" })
@@ -264,10 +287,11 @@ describe("concurrency and queueing", () => {
       expect((yield* Fiber.join(first)).json).toEqual({ result: { ok: "done" } })
       expect((yield* Fiber.join(second)).json).toEqual({ result: { ok: "done" } })
       expect(state.finished).toBe(2)
-    }))
+    })
+  )
 
   it.scopedLive("429 when the estimated wait (queued workload / benchmark score) exceeds maxQueueTime", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       // The benchmark runs one call of workload 1, so the score is at most 1000 workload/s (1 ms clock resolution).
       const { app, state } = gated({ concurrency: 1, maxQueueTime: "1 second" })
       const { url, worker } = yield* serve(app, { benchmark: true })
@@ -275,37 +299,52 @@ describe("concurrency and queueing", () => {
       expect(score).toBeLessThanOrEqual(1000)
       // 1e6 units ahead at <= 1000/s: >= 1000 s of estimated wait.
       const running = yield* Effect.fork(call(url, "gate", { kwargs: { units: 1_000_000 } }))
-      yield* eventually(Effect.sync(() => state.started), (n) => n === 1)
+      yield* eventually(
+        Effect.sync(() => state.started),
+        (n) => n === 1
+      )
       const refused = yield* call(url, "gate", { kwargs: { units: 2 } })
       expect(refused.status).toBe(429)
       expect(refused.json.detail).toContain("maxQueueTime")
       expect(Number(refused.headers.get("retry-after"))).toBeGreaterThanOrEqual(1000)
       yield* Deferred.succeed(state.release, undefined)
       expect((yield* Fiber.join(running)).status).toBe(200)
-    }))
+    })
+  )
 
   it.scopedLive("a client that disconnects interrupts its call in the handler", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const { app, state } = gated()
       const { url } = yield* serve(app)
       const controller = new AbortController()
       const fiber = yield* Effect.fork(
-        Effect.exit(request(`${url}/remote/gate`, { body: { payload: { kwargs: { units: 2 } } }, signal: controller.signal }))
+        Effect.exit(
+          request(`${url}/remote/gate`, { body: { payload: { kwargs: { units: 2 } } }, signal: controller.signal })
+        )
       )
-      yield* eventually(Effect.sync(() => state.started), (n) => n === 1)
+      yield* eventually(
+        Effect.sync(() => state.started),
+        (n) => n === 1
+      )
       controller.abort()
-      yield* eventually(Effect.sync(() => state.interrupted), (n) => n === 1)
+      yield* eventually(
+        Effect.sync(() => state.interrupted),
+        (n) => n === 1
+      )
       expect(state.finished).toBe(0)
       expect(Exit.isFailure(yield* Fiber.join(fiber))).toBe(true)
       // The slot is free again.
-      yield* eventually(request(`${url}/metrics`), (m) => m.text.includes(`worker_calls_in_flight{deployment="gated",remote="gate"} 0`))
+      yield* eventually(request(`${url}/metrics`), (m) =>
+        m.text.includes(`worker_calls_in_flight{deployment="gated",remote="gate"} 0`)
+      )
       expect((yield* call(url, "gate", { kwargs: { units: 1 } })).status).toBe(200)
-    }))
+    })
+  )
 })
 
 describe("auth", () => {
   it.scopedLive("token: bearer token required and compared; other routes open", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const { url } = yield* serve(app, { auth: { mode: "token", token: "s3cret" } })
       const none = yield* call(url, "divide", { args: [4, 2] })
       expect(none.status).toBe(401)
@@ -316,10 +355,11 @@ describe("auth", () => {
       const right = yield* call(url, "divide", { args: [4, 2] }, { authorization: "Bearer s3cret" })
       expect(right.json).toEqual({ result: { ok: 2 } })
       expect((yield* request(`${url}/health`)).status).toBe(200)
-    }))
+    })
+  )
 
   it.scopedLive("signed: the router's signature passes; a forged or missing one is 401 and runs nothing", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const router = keyPair()
       const forger = keyPair()
       const { app, state } = gated()
@@ -327,7 +367,13 @@ describe("auth", () => {
       const target = `${url}/remote/gate`
       const envelope = (signature: string | undefined) => ({
         payload: { kwargs: { units: 1 } },
-        auth_data: { url: target, cost: "1", reqnum: 3, request_idx: 7, ...(signature === undefined ? {} : { signature }) }
+        auth_data: {
+          url: target,
+          cost: "1",
+          reqnum: 3,
+          request_idx: 7,
+          ...(signature === undefined ? {} : { signature })
+        }
       })
       const good = yield* request(target, { body: envelope(sign(router.privateKey, target)) })
       expect(good.json).toEqual({ result: { ok: "done" } })
@@ -346,10 +392,11 @@ describe("auth", () => {
       })
       expect(forgedSlow.status).toBe(401)
       expect(state.started).toBe(0)
-    }))
+    })
+  )
 
   it.scopedLive("signed with REPORT_ADDR: the key is fetched from REPORT_ADDR/pubkey/; not ready until then", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const router = keyPair()
       const engine = yield* pubkeyServer(router.publicKey)
       const options = yield* resolve({}).pipe(
@@ -368,10 +415,11 @@ describe("auth", () => {
         body: { payload: { args: [6, 2] }, auth_data: { url: target, signature: sign(keyPair().privateKey, target) } }
       })
       expect(forged.status).toBe(401)
-    }))
+    })
+  )
 
   it.effect("auth defaults follow the reference's environment", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const modeWith = (env: Record<string, string>) =>
         Effect.map(
           resolve({}).pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))),
@@ -389,39 +437,46 @@ describe("auth", () => {
         Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["WORKER_PORT", "9001"]])))
       )
       expect(port.port).toBe(9001)
-    }))
+    })
+  )
 })
 
 describe("draining", () => {
-  it.live("closing the scope: new calls get 503 while in-flight ones finish, then contexts exit, then it stops listening", () =>
-    Effect.gen(function*() {
-      const events: Array<string> = []
-      const Model = Context.GenericTag<"Model", string>("Model")
-      const model = WorkerContext.make(Model, {
-        enter: Effect.succeed("m"),
-        exit: () => Effect.sync(() => events.push("exit:Model"))
+  it.live(
+    "closing the scope: new calls get 503 while in-flight ones finish, then contexts exit, then it stops listening",
+    () =>
+      Effect.gen(function* () {
+        const events: Array<string> = []
+        const Model = Context.GenericTag<"Model", string>("Model")
+        const model = WorkerContext.make(Model, {
+          enter: Effect.succeed("m"),
+          exit: () => Effect.sync(() => events.push("exit:Model"))
+        })
+        const { remote, state } = gated()
+        const uses = Remote.make("uses", { payload: Schema.Struct({}), success: Schema.String }, () => Model)
+        const drainApp = Deployment.make("drain", { contexts: [model], remotes: [remote, uses] })
+        const scope = yield* Scope.make()
+        const { url } = yield* Scope.extend(serve(drainApp), scope)
+
+        const inflight = yield* Effect.fork(call(url, "gate", { kwargs: { units: 2 } }))
+        yield* eventually(
+          Effect.sync(() => state.started),
+          (n) => n === 1
+        )
+        const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+        yield* eventually(request(`${url}/health`), (r) => r.json.phase === "draining")
+        const refused = yield* call(url, "uses", {})
+        expect(refused.status).toBe(503)
+        expect(refused.json).toMatchObject({ _tag: "WorkerUnavailable", reason: "draining" })
+        expect((yield* request(`${url}/ready`)).status).toBe(503)
+        expect(events).toEqual([])
+
+        yield* Deferred.succeed(state.release, undefined)
+        expect((yield* Fiber.join(inflight)).json).toEqual({ result: { ok: "done" } })
+        yield* Fiber.join(closing)
+        expect(events).toEqual(["exit:Model"])
+        const after = yield* Effect.exit(Effect.tryPromise(() => fetch(`${url}/health`)))
+        expect(Exit.isFailure(after)).toBe(true)
       })
-      const { remote, state } = gated()
-      const uses = Remote.make("uses", { payload: Schema.Struct({}), success: Schema.String }, () => Model)
-      const drainApp = Deployment.make("drain", { contexts: [model], remotes: [remote, uses] })
-      const scope = yield* Scope.make()
-      const { url } = yield* Scope.extend(serve(drainApp), scope)
-
-      const inflight = yield* Effect.fork(call(url, "gate", { kwargs: { units: 2 } }))
-      yield* eventually(Effect.sync(() => state.started), (n) => n === 1)
-      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
-      yield* eventually(request(`${url}/health`), (r) => r.json.phase === "draining")
-      const refused = yield* call(url, "uses", {})
-      expect(refused.status).toBe(503)
-      expect(refused.json).toMatchObject({ _tag: "WorkerUnavailable", reason: "draining" })
-      expect((yield* request(`${url}/ready`)).status).toBe(503)
-      expect(events).toEqual([])
-
-      yield* Deferred.succeed(state.release, undefined)
-      expect((yield* Fiber.join(inflight)).json).toEqual({ result: { ok: "done" } })
-      yield* Fiber.join(closing)
-      expect(events).toEqual(["exit:Model"])
-      const after = yield* Effect.exit(Effect.tryPromise(() => fetch(`${url}/health`)))
-      expect(Exit.isFailure(after)).toBe(true)
-    }))
+  )
 })

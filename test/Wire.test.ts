@@ -7,7 +7,7 @@ const bytes = (...xs: ReadonlyArray<number>) => new Uint8Array(xs)
 
 // Through JSON text, as a value really travels.
 const roundTrip = (value: unknown) =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     const encoded = yield* Wire.encodeValue(value)
     return yield* Wire.decodeValue(JSON.parse(JSON.stringify(encoded)))
   })
@@ -24,14 +24,15 @@ class ModelError extends Schema.TaggedError<ModelError>()("ModelError", {
 
 describe("Wire.decodeValue", () => {
   it.effect("passes scalars through", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       for (const v of [0, -1.5, 1e300, "", "é", true, false, null]) {
         expect(yield* Wire.decodeValue(v)).toBe(v)
       }
-    }))
+    })
+  )
 
   it.effect("decodes the reference's typed forms", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const json = {
         type: "dict",
         contents: [
@@ -39,12 +40,15 @@ describe("Wire.decodeValue", () => {
           ["list", { type: "list", contents: [1, "a", null] }],
           ["pair", { type: "tuple", contents: [1, { type: "list", contents: [] }] }],
           ["nested", { type: "dict", contents: [["inner", { type: "dict", contents: [] }]] }],
-          ["point", {
-            type: "obj",
-            module: { type: "absolute", path: ["geometry", "shapes"] },
-            class: "Point",
-            contents: { x: 1, y: { type: "bytes", contents: "" } }
-          }]
+          [
+            "point",
+            {
+              type: "obj",
+              module: { type: "absolute", path: ["geometry", "shapes"] },
+              class: "Point",
+              contents: { x: 1, y: { type: "bytes", contents: "" } }
+            }
+          ]
         ]
       }
       expect(yield* Wire.decodeValue(json)).toEqual({
@@ -54,45 +58,57 @@ describe("Wire.decodeValue", () => {
         nested: { inner: {} },
         point: { x: 1, y: bytes() }
       })
-    }))
+    })
+  )
 
   it.effect("decodes a dict with non-string keys into a Map", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const decoded = yield* Wire.decodeValue({
         type: "dict",
-        contents: [[1, "one"], ["1", "string one"], [{ type: "tuple", contents: [1, 2] }, "pair"]]
+        contents: [
+          [1, "one"],
+          ["1", "string one"],
+          [{ type: "tuple", contents: [1, 2] }, "pair"]
+        ]
       })
       expect(decoded).toBeInstanceOf(Map)
       const map = decoded as Map<unknown, unknown>
       expect(map.get(1)).toBe("one")
       expect(map.get("1")).toBe("string one")
       expect([...map.entries()][2]).toEqual([[1, 2], "pair"])
-    }))
+    })
+  )
 
   it.effect("keeps the last of duplicate dict keys and keeps __proto__ as data", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const decoded = (yield* Wire.decodeValue({
         type: "dict",
-        contents: [["a", 1], ["a", 2], ["__proto__", { type: "dict", contents: [["polluted", true]] }]]
+        contents: [
+          ["a", 1],
+          ["a", 2],
+          ["__proto__", { type: "dict", contents: [["polluted", true]] }]
+        ]
       })) as Record<string, unknown>
       expect(decoded["a"]).toBe(2)
       expect(Object.getPrototypeOf(decoded)).toBe(Object.prototype)
       expect(Object.keys(decoded)).toEqual(["a", "__proto__"])
       expect(({} as Record<string, unknown>)["polluted"]).toBeUndefined()
-    }))
+    })
+  )
 
   it.effect("accepts plain JSON arrays and objects, decoding inside them", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const decoded = yield* Wire.decodeValue({
         type: "dog",
         tags: ["a", { type: "bytes", contents: "AA==" }],
         nested: { ok: true }
       })
       expect(decoded).toEqual({ type: "dog", tags: ["a", bytes(0)], nested: { ok: true } })
-    }))
+    })
+  )
 
   it.effect("fails on non-base64 bytes, naming the path", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const error = yield* decodeFailure({
         type: "list",
         contents: [1, { type: "dict", contents: [["img", { type: "bytes", contents: "not base64!" }]] }]
@@ -101,25 +117,28 @@ describe("Wire.decodeValue", () => {
       expect(error.reason).toBe("InvalidBytes")
       expect(error.path).toBe("$.contents[1].contents[0][1].contents")
       expect(error.message).toContain("$.contents[1].contents[0][1].contents")
-    }))
+    })
+  )
 
   it.effect("fails on unpadded base64 and on non-string bytes contents", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       expect((yield* decodeFailure({ type: "bytes", contents: "AAE" })).reason).toBe("InvalidBytes")
       const error = yield* decodeFailure({ type: "bytes", contents: [1, 2] })
       expect(error.reason).toBe("InvalidBytes")
       expect(error.path).toBe("$.contents")
-    }))
+    })
+  )
 
   it.effect("fails on an unknown type tag with contents, naming the path", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const error = yield* decodeFailure({ a: [{ type: "set", contents: [1] }] })
       expect(error.reason).toBe("UnknownType")
       expect(error.path).toBe("$.a[0].type")
-    }))
+    })
+  )
 
   it.effect("fails on malformed known forms", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const cases: ReadonlyArray<readonly [unknown, string]> = [
         [{ type: "list" }, "$.contents"],
         [{ type: "tuple", contents: "ab" }, "$.contents"],
@@ -128,24 +147,26 @@ describe("Wire.decodeValue", () => {
         [{ type: "obj", module: { type: "relative", path: [] }, contents: {} }, "$.class"],
         [{ type: "obj", module: { type: "nearby", path: [] }, class: "A", contents: {} }, "$.module"],
         [{ type: "obj", class: "A", contents: [1] }, "$.contents"],
-        [{ "a key": { type: "list", contents: {} } }, "$[\"a key\"].contents"]
+        [{ "a key": { type: "list", contents: {} } }, '$["a key"].contents']
       ]
       for (const [json, path] of cases) {
         const error = yield* decodeFailure(json)
         expect(error.reason, JSON.stringify(json)).toBe("InvalidShape")
         expect(error.path, JSON.stringify(json)).toBe(path)
       }
-    }))
+    })
+  )
 
   it.effect("fails on values that are not JSON", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       for (const v of [undefined, NaN, 1n, () => 1, new Date(0)]) {
         expect((yield* decodeFailure({ x: [v] })).path).toBe("$.x[0]")
       }
-    }))
+    })
+  )
 
   it.effect("limits nesting depth without blowing the stack", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       let deep: unknown = 1
       for (let i = 0; i < 100_000; i++) deep = { type: "list", contents: [deep] }
       const error = yield* decodeFailure(deep)
@@ -156,18 +177,20 @@ describe("Wire.decodeValue", () => {
       for (let i = 0; i < 10; i++) plain = [plain]
       expect((yield* decodeFailure(plain, { maxDepth: 5 })).reason).toBe("TooDeep")
       expect(yield* Wire.decodeValue(plain, { maxDepth: 10 })).toEqual(plain)
-    }))
+    })
+  )
 
   it.effect("prefixes paths with the given root", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const error = yield* decodeFailure({ type: "bytes", contents: "%%" }, { path: "$.payload.args[2]" })
       expect(error.path).toBe("$.payload.args[2].contents")
-    }))
+    })
+  )
 })
 
 describe("Wire.encodeValue", () => {
   it.effect("encodes in the reference's forms", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const encoded = yield* Wire.encodeValue({
         n: 1,
         s: "x",
@@ -176,7 +199,10 @@ describe("Wire.encodeValue", () => {
         absent: undefined,
         raw: Buffer.from([1, 2, 3]),
         list: [1, [2]],
-        map: new Map<unknown, unknown>([[1, "a"], [bytes(9), "b"]])
+        map: new Map<unknown, unknown>([
+          [1, "a"],
+          [bytes(9), "b"]
+        ])
       })
       expect(encoded).toEqual({
         type: "dict",
@@ -187,38 +213,54 @@ describe("Wire.encodeValue", () => {
           ["none", null],
           ["raw", { type: "bytes", contents: "AQID" }],
           ["list", { type: "list", contents: [1, { type: "list", contents: [2] }] }],
-          ["map", { type: "dict", contents: [[1, "a"], [{ type: "bytes", contents: "CQ==" }, "b"]] }]
+          [
+            "map",
+            {
+              type: "dict",
+              contents: [
+                [1, "a"],
+                [{ type: "bytes", contents: "CQ==" }, "b"]
+              ]
+            }
+          ]
         ]
       })
-    }))
+    })
+  )
 
   it.effect("encodes only the viewed bytes of a subarray", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const view = bytes(0, 1, 2, 3).subarray(1, 3)
       expect(yield* Wire.encodeValue(view)).toEqual({ type: "bytes", contents: "AQI=" })
-    }))
+    })
+  )
 
   it.effect("sends undefined as null and -0 as 0", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       expect(yield* Wire.encodeValue(undefined)).toBeNull()
       expect(yield* Wire.encodeValue([undefined])).toEqual({ type: "list", contents: [null] })
       expect(Object.is(yield* Wire.encodeValue(-0), 0)).toBe(true)
-    }))
+    })
+  )
 
   it.effect("round-trips bytes, booleans, nested dicts, Maps and lists", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const value = {
         flag: false,
         raw: bytes(0, 128, 255),
         nested: { deeper: { list: [true, "x", 1.5, null] } },
-        byNumber: new Map([[1, "one"], [2, "two"]]),
+        byNumber: new Map([
+          [1, "one"],
+          [2, "two"]
+        ]),
         "weird key": [bytes()]
       }
       expect(yield* roundTrip(value)).toEqual(value)
-    }))
+    })
+  )
 
   it.effect("fails on values with no wire form, naming the path", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const cases: ReadonlyArray<readonly [unknown, Wire.Json, string]> = [
         [{ a: 1n }, "UnsupportedValue", "$.a"],
         [{ a: [1, NaN] }, "NonFiniteNumber", "$.a[1]"],
@@ -227,7 +269,7 @@ describe("Wire.encodeValue", () => {
         [{ s: Symbol("s") }, "UnsupportedValue", "$.s"],
         [{ when: new Date(0) }, "UnsupportedValue", "$.when"],
         [{ set: new Set([1]) }, "UnsupportedValue", "$.set"],
-        [new Map([["k", 1n]]), "UnsupportedValue", "$.get(\"k\")"],
+        [new Map([["k", 1n]]), "UnsupportedValue", '$.get("k")'],
         [new Map([[1n, 1]]), "UnsupportedValue", "$.keys()[0]"]
       ]
       for (const [value, reason, path] of cases) {
@@ -237,10 +279,11 @@ describe("Wire.encodeValue", () => {
         expect(error.path).toBe(path)
         expect(error.message).toContain(path)
       }
-    }))
+    })
+  )
 
   it.effect("fails on cycles but not on shared values", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const cyclic: Record<string, unknown> = { a: 1 }
       cyclic["self"] = { again: cyclic }
       const error = yield* encodeFailure(cyclic)
@@ -249,19 +292,21 @@ describe("Wire.encodeValue", () => {
 
       const shared = { x: 1 }
       expect(yield* roundTrip({ a: shared, b: shared })).toEqual({ a: { x: 1 }, b: { x: 1 } })
-    }))
+    })
+  )
 
   it.effect("limits nesting depth", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       let deep: unknown = 1
       for (let i = 0; i < 100_000; i++) deep = [deep]
       expect((yield* encodeFailure(deep)).reason).toBe("TooDeep")
-    }))
+    })
+  )
 })
 
 describe("Wire.encodeError", () => {
   it.effect("sends a tagged error as obj with its tag, fields and message", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const error = new ModelError({ reason: "OutOfMemory", message: "CUDA out of memory", gpu: 3, detail: bytes(7) })
       const encoded = yield* Wire.encodeError(error)
       expect(encoded).toEqual({
@@ -276,10 +321,11 @@ describe("Wire.encodeError", () => {
           message: "CUDA out of memory"
         }
       })
-    }))
+    })
+  )
 
   it.effect("round-trips through the wire into the error's Schema", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const error = new ModelError({ reason: "OutOfMemory", message: "CUDA out of memory", gpu: 3, detail: bytes(7) })
       const body = yield* Wire.err(error)
       const decoded = yield* Wire.decodeValue(JSON.parse(JSON.stringify(body)).result.err)
@@ -289,10 +335,11 @@ describe("Wire.encodeError", () => {
       expect(back.message).toBe("CUDA out of memory")
       expect(back.gpu).toBe(3)
       expect(back.detail).toEqual(bytes(7))
-    }))
+    })
+  )
 
   it.effect("uses the name of a plain Error and the given module", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const encoded = yield* Wire.encodeError(new RangeError("too big"), {
         errorModule: { type: "absolute", path: ["builtins"] }
       })
@@ -302,10 +349,11 @@ describe("Wire.encodeError", () => {
         class: "RangeError",
         contents: { message: "too big" }
       })
-    }))
+    })
+  )
 
   it.effect("encodes errors nested in values and thrown non-errors", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       expect(yield* Wire.encodeValue([new Error("inner")])).toEqual({
         type: "list",
         contents: [
@@ -318,25 +366,28 @@ describe("Wire.encodeError", () => {
         class: "Error",
         contents: { message: "just a string" }
       })
-    }))
+    })
+  )
 
   it.effect("fails when a field has no wire form", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const error = Object.assign(new Error("x"), { big: 1n })
       const failure = yield* Effect.flip(Wire.err(error))
       expect(failure.reason).toBe("UnsupportedValue")
       expect(failure.path).toBe("$.contents.big")
-    }))
+    })
+  )
 })
 
 describe("Wire.ok / Wire.err", () => {
   it.effect("wrap encoded values in the reference's result bodies", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       expect(yield* Wire.ok([1])).toEqual({ result: { ok: { type: "list", contents: [1] } } })
       expect(yield* Wire.ok(undefined)).toEqual({ result: { ok: null } })
       const body = yield* Wire.err(new Error("boom"))
       expect(body.result.err).toMatchObject({ type: "obj", class: "Error", contents: { message: "boom" } })
-    }))
+    })
+  )
 })
 
 describe("Wire.MapFromDict", () => {
@@ -344,33 +395,36 @@ describe("Wire.MapFromDict", () => {
   const ById = Wire.MapFromDict({ key: Schema.Number, value: Schema.String })
 
   it.effect("turns a string-keyed dict into a Map", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const decoded = yield* Wire.decodeValue({
         type: "dict",
         contents: [["weights", { type: "dict", contents: [["1", 0.5]] }]]
       })
       const payload = yield* Schema.decodeUnknown(Payload)(decoded)
       expect(payload.weights).toEqual(new Map([[1, 0.5]]))
-    }))
+    })
+  )
 
   it.effect("takes the Map of a non-string-keyed dict and the object of an empty one", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const decoded = yield* Wire.decodeValue({ type: "dict", contents: [[7, "seven"]] })
       expect(yield* Schema.decodeUnknown(ById)(decoded)).toEqual(new Map([[7, "seven"]]))
       const empty = yield* Wire.decodeValue({ type: "dict", contents: [] })
       expect(yield* Schema.decodeUnknown(ById)(empty)).toEqual(new Map())
-    }))
+    })
+  )
 
   it.effect("encodes back to a dict on the wire", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const encoded = yield* Schema.encode(ById)(new Map([[7, "seven"]]))
       expect(yield* Wire.encodeValue(encoded)).toEqual({ type: "dict", contents: [[7, "seven"]] })
-    }))
+    })
+  )
 })
 
 describe("Wire.decodeEnvelope / decodeArguments", () => {
   it.effect("reads a router request, numbers as numbers or strings, ignoring extra fields", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const envelope = yield* Wire.decodeEnvelope({
         auth_data: {
           cost: "1",
@@ -393,20 +447,22 @@ describe("Wire.decodeEnvelope / decodeArguments", () => {
         url: "http://1.2.3.4:8000/remote/f"
       })
       expect(yield* Wire.decodeArguments(envelope)).toEqual({ args: [bytes(1)], kwargs: { n: 2 } })
-    }))
+    })
+  )
 
   it.effect("treats missing and null parts as empty", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       for (const body of [{}, { payload: null, auth_data: null }, { payload: { args: null, kwargs: null } }]) {
         const envelope = yield* Wire.decodeEnvelope(body)
         expect(yield* Wire.decodeArguments(envelope)).toEqual({ args: [], kwargs: {} })
       }
       const envelope = yield* Wire.decodeEnvelope({ auth_data: { cost: 0.5 } })
       expect(envelope.auth_data?.cost).toBe(0.5)
-    }))
+    })
+  )
 
   it.effect("fails on a malformed body, naming the path", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const cases: ReadonlyArray<readonly [unknown, string]> = [
         ["not an object", "$"],
         [{ payload: { args: { 0: 1 } } }, "$.payload.args"],
@@ -419,11 +475,12 @@ describe("Wire.decodeEnvelope / decodeArguments", () => {
         expect(error.reason).toBe("InvalidEnvelope")
         expect(error.path, JSON.stringify(body)).toBe(path)
       }
-    }))
+    })
+  )
 
   it.effect("keeps a __proto__ keyword as a keyword", () =>
-    Effect.gen(function*() {
-      const body = JSON.parse("{\"payload\": {\"kwargs\": {\"__proto__\": 1, \"a\": 2}}}")
+    Effect.gen(function* () {
+      const body = JSON.parse('{"payload": {"kwargs": {"__proto__": 1, "a": 2}}}')
       const envelope = yield* Wire.decodeEnvelope(body)
       const { kwargs } = yield* Wire.decodeArguments(envelope)
       expect(Object.keys(kwargs)).toEqual(["__proto__", "a"])
@@ -431,10 +488,11 @@ describe("Wire.decodeEnvelope / decodeArguments", () => {
       const error = yield* Effect.flip(Wire.bindArgs(["a"], [], kwargs))
       expect(error.reason).toBe("UnknownKeyword")
       expect(error.field).toBe("__proto__")
-    }))
+    })
+  )
 
   it.effect("names the argument in value errors", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const envelope = yield* Wire.decodeEnvelope({
         payload: { args: [1, { type: "list", contents: [{ type: "bytes", contents: "?" }] }] }
       })
@@ -442,43 +500,48 @@ describe("Wire.decodeEnvelope / decodeArguments", () => {
       expect(error.path).toBe("$.payload.args[1].contents[0].contents")
 
       const kw = yield* Wire.decodeEnvelope({ payload: { kwargs: { "my image": { type: "bytes", contents: 1 } } } })
-      expect((yield* Effect.flip(Wire.decodeArguments(kw))).path).toBe("$.payload.kwargs[\"my image\"].contents")
-    }))
+      expect((yield* Effect.flip(Wire.decodeArguments(kw))).path).toBe('$.payload.kwargs["my image"].contents')
+    })
+  )
 })
 
 describe("Wire.bindArgs", () => {
   const fields = ["prompt", "steps", "seed"] as const
 
   it.effect("binds positionally in declaration order, then by keyword", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       expect(yield* Wire.bindArgs(fields, ["a cat", 20], { seed: 7 })).toEqual({ prompt: "a cat", steps: 20, seed: 7 })
       expect(yield* Wire.bindArgs(fields, [], { steps: 1 })).toEqual({ steps: 1 })
       expect(yield* Wire.bindArgs(fields, ["x", "y", "z"], {})).toEqual({ prompt: "x", steps: "y", seed: "z" })
-    }))
+    })
+  )
 
   it.effect("fails on too many positional arguments", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const error = yield* Effect.flip(Wire.bindArgs(fields, [1, 2, 3, 4], {}))
       expect(error).toBeInstanceOf(WireArgumentError)
       expect(error.reason).toBe("TooManyPositional")
       expect(error.message).toBe("takes 3 positional arguments but 4 were given")
-    }))
+    })
+  )
 
   it.effect("fails on a field given twice", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const error = yield* Effect.flip(Wire.bindArgs(fields, ["a", 1], { steps: 2 }))
       expect(error.reason).toBe("DuplicateArgument")
       expect(error.field).toBe("steps")
-      expect(error.message).toContain("\"steps\"")
-    }))
+      expect(error.message).toContain('"steps"')
+    })
+  )
 
   it.effect("fails on an unknown keyword", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const error = yield* Effect.flip(Wire.bindArgs(fields, [], { prompt: "a", sampler: "ddim" }))
       expect(error.reason).toBe("UnknownKeyword")
       expect(error.field).toBe("sampler")
-      expect(error.message).toContain("\"sampler\"")
-      const proto = yield* Effect.flip(Wire.bindArgs(fields, [], JSON.parse("{\"__proto__\": 1}")))
+      expect(error.message).toContain('"sampler"')
+      const proto = yield* Effect.flip(Wire.bindArgs(fields, [], JSON.parse('{"__proto__": 1}')))
       expect(proto.field).toBe("__proto__")
-    }))
+    })
+  )
 })

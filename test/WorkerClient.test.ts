@@ -15,7 +15,7 @@ const app = Deployment.make("client", { contexts: [], remotes: [echo, divide, bo
 
 describe("WorkerClient", () => {
   it.scopedLive("typed calls: success, declared error, defect, every value kind", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const { url, worker } = yield* Worker.serveEffect(app, local)
       yield* worker.awaitReady
       const client = yield* WorkerClient.make(app, { url })
@@ -34,18 +34,28 @@ describe("WorkerClient", () => {
         tags: ["x"],
         none: null
       })
-      expect(echoed).toEqual({ data: new Uint8Array([2, 3]), flag: true, nested: { a: { b: 2 } }, tags: ["x"], none: null })
+      expect(echoed).toEqual({
+        data: new Uint8Array([2, 3]),
+        flag: true,
+        nested: { a: { b: 2 } },
+        tags: ["x"],
+        none: null
+      })
       const invalid = yield* Effect.flip(client.divide({ a: Number.NaN, b: "x" as unknown as number }))
       expect(invalid).toBeInstanceOf(PayloadInvalid)
-    }).pipe(Effect.provide(FetchHttpClient.layer)))
+    }).pipe(Effect.provide(FetchHttpClient.layer))
+  )
 
   it.scopedLive("retries 503 while the worker starts, then succeeds", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const gate = yield* Deferred.make<void>()
       const Model = Context.GenericTag<"Model", number>("Model")
       const model = WorkerContext.make(Model, { enter: Effect.as(Deferred.await(gate), 10) })
-      const plus = Remote.make("plus", { payload: Schema.Struct({ x: Schema.Number }), success: Schema.Number }, ({ x }) =>
-        Effect.map(Model, (m) => m + x))
+      const plus = Remote.make(
+        "plus",
+        { payload: Schema.Struct({ x: Schema.Number }), success: Schema.Number },
+        ({ x }) => Effect.map(Model, (m) => m + x)
+      )
       const slow = Deployment.make("slow", { contexts: [model], remotes: [plus, ping] })
       const { url, worker } = yield* Worker.serveEffect(slow, local)
       const client = yield* WorkerClient.make(slow, { url, baseDelay: "5 millis" })
@@ -54,24 +64,36 @@ describe("WorkerClient", () => {
       yield* Deferred.succeed(gate, undefined)
       yield* worker.awaitReady
       expect(yield* Fiber.join(call)).toBe(11)
-    }).pipe(Effect.provide(FetchHttpClient.layer)))
+    }).pipe(Effect.provide(FetchHttpClient.layer))
+  )
 
   it.live("gives up at the deadline with the last error; an unreachable worker is WorkerUnavailable", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       // Port 9 (discard) on loopback: nothing listens there in a test environment, the connection is refused.
-      const client = yield* WorkerClient.make(app, { url: "http://127.0.0.1:9", deadline: "50 millis", baseDelay: "5 millis" })
+      const client = yield* WorkerClient.make(app, {
+        url: "http://127.0.0.1:9",
+        deadline: "50 millis",
+        baseDelay: "5 millis"
+      })
       const error = yield* Effect.flip(client.divide({ a: 1, b: 1 }))
       expect(error).toBeInstanceOf(WorkerUnavailable)
       expect(error).toMatchObject({ reason: "unreachable" })
-    }).pipe(Effect.provide(FetchHttpClient.layer)))
+    }).pipe(Effect.provide(FetchHttpClient.layer))
+  )
 
   it.scopedLive("Promise facade: resolves values, rejects with the error value itself", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const { url, worker } = yield* Worker.serveEffect(app, local)
       yield* worker.awaitReady
       const client = WorkerClient.makePromise(app, { url })
       expect(yield* Effect.promise(() => client.divide({ a: 8, b: 2 }))).toBe(4)
-      const error = yield* Effect.promise(() => client.divide({ a: 8, b: 0 }).then(() => undefined, (e: unknown) => e))
+      const error = yield* Effect.promise(() =>
+        client.divide({ a: 8, b: 0 }).then(
+          () => undefined,
+          (e: unknown) => e
+        )
+      )
       expect(error).toBeInstanceOf(DivideByZero)
-    }))
+    })
+  )
 })

@@ -7,32 +7,38 @@ import * as Worker from "../src/Worker.js"
 
 describe("examples", () => {
   it.scoped("square serves x * x", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const worker = yield* Worker.make(Square.app)
       expect(yield* worker.invoke("square", { x: 12 })).toBe(144)
       expect((yield* worker.report).benchmark?.calls).toBe(3)
-    }))
+    })
+  )
 
   it.scoped("tokenizer-model enters tokenizer and model in parallel, then the engine", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const started = yield* Effect.fork(Worker.make(TokenizerModel.app, { benchmark: false }))
       yield* TestClock.adjust("400 millis")
       const worker = yield* Fiber.join(started)
       const report = yield* worker.report
-      const at = Object.fromEntries(report.contexts.map((c) => [c.key, [c.enterStartedAt! - report.startedAt, c.enterMillis]]))
+      const at = Object.fromEntries(
+        report.contexts.map((c) => [c.key, [c.enterStartedAt! - report.startedAt, c.enterMillis]])
+      )
       // Sequential loading would take 700 ms; in parallel the engine starts once the slower (400 ms) is in.
       expect(at).toEqual({ Tokenizer: [0, 300], Model: [0, 400], Engine: [400, 0] })
       expect(yield* worker.invoke("generate", { prompt: "the cat", maxTokens: 3 })).toBe("the cat sat on the")
       expect(yield* worker.invoke("vocabSize", {})).toBe(8)
       const invalid = yield* Effect.flip(worker.invoke("generate", { prompt: "the", maxTokens: 100 }))
       expect(invalid._tag).toBe("PayloadInvalid")
-    }))
+    })
+  )
 
   it("constructor-args passes decorator arguments to the constructor", async () => {
     await ConstructorArgs.app.start()
     try {
       expect(ConstructorArgs.app.getContext(ConstructorArgs.LLMEngine).opts).toEqual({ maxLen: 512 })
-      expect(await ConstructorArgs.generate({ prompt: "Hi", maxTokens: 1000 })).toBe("[Qwen/Qwen3-0.6B, 512 tokens] Hi ...")
+      expect(await ConstructorArgs.generate({ prompt: "Hi", maxTokens: 1000 })).toBe(
+        "[Qwen/Qwen3-0.6B, 512 tokens] Hi ..."
+      )
     } finally {
       await ConstructorArgs.app.stop()
     }

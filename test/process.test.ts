@@ -6,11 +6,11 @@ const root = Path.resolve(import.meta.dirname, "..")
 
 /** `npx effect-deployments serve <fixture>` as a child process on a free loopback port. */
 const start = (env: Record<string, string> = {}, fixture = "test/fixtures/lifecycle-app.ts") => {
-  const child: ChildProcess = spawn(
-    process.execPath,
-    ["bin/effect-deployments.mjs", "serve", fixture],
-    { cwd: root, env: { ...process.env, WORKER_PORT: "0", WORKER_HOST: "127.0.0.1", ...env }, stdio: "pipe" }
-  )
+  const child: ChildProcess = spawn(process.execPath, ["bin/effect-deployments.mjs", "serve", fixture], {
+    cwd: root,
+    env: { ...process.env, WORKER_PORT: "0", WORKER_HOST: "127.0.0.1", ...env },
+    stdio: "pipe"
+  })
   let output = ""
   const waiters: Array<() => void> = []
   const onData = (chunk: Buffer) => {
@@ -34,8 +34,9 @@ const start = (env: Record<string, string> = {}, fixture = "test/fixtures/lifecy
 }
 
 const post = (url: string, body: unknown) =>
-  fetch(url, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" } })
-    .then(async (r) => ({ status: r.status, json: await r.json() as any }))
+  fetch(url, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" } }).then(
+    async (r) => ({ status: r.status, json: (await r.json()) as any })
+  )
 
 const until = async (f: () => Promise<boolean>) => {
   for (let i = 0; i < 400; i++) {
@@ -56,7 +57,9 @@ describe.concurrent("the bin, in a child process", () => {
 
     const calls = [1, 2, 3].map((x) => post(`${url}/remote/work`, { payload: { args: [x] } }))
     await until(async () =>
-      (await (await fetch(`${url}/metrics`)).text()).includes(`worker_calls_in_flight{deployment="lifecycle",remote="work"} 3`)
+      (await (await fetch(`${url}/metrics`)).text()).includes(
+        `worker_calls_in_flight{deployment="lifecycle",remote="work"} 3`
+      )
     )
     worker.child.kill("SIGTERM")
     await until(async () => ((await (await fetch(`${url}/health`)).json()) as any).phase === "draining")
@@ -98,7 +101,9 @@ describe.concurrent("the bin, in a child process", () => {
     await worker.waitFor(/^ready: /m)
     const call = post(`${url}/remote/work`, { payload: { args: [5] } })
     await until(async () =>
-      (await (await fetch(`${url}/metrics`)).text()).includes(`worker_calls_in_flight{deployment="lifecycle",remote="work"} 1`)
+      (await (await fetch(`${url}/metrics`)).text()).includes(
+        `worker_calls_in_flight{deployment="lifecycle",remote="work"} 1`
+      )
     )
     worker.child.kill("SIGTERM")
     await until(async () => ((await (await fetch(`${url}/health`)).json()) as any).phase === "draining")

@@ -11,30 +11,32 @@ const keyPair = () =>
 
 // What the router does: PKCS#1 v1.5 over SHA-256 of the canonical message, base64.
 const sign = (privateKeyPem: string, message: string) =>
-  crypto.sign("sha256", Buffer.from(message, "utf8"), {
-    key: privateKeyPem,
-    padding: crypto.constants.RSA_PKCS1_PADDING
-  }).toString("base64")
+  crypto
+    .sign("sha256", Buffer.from(message, "utf8"), {
+      key: privateKeyPem,
+      padding: crypto.constants.RSA_PKCS1_PADDING
+    })
+    .toString("base64")
 
 describe("canonicalAuthMessage", () => {
   // Expected strings printed by python3: json.dumps(json.dumps({"url": u}, indent=4, sort_keys=True)).
   it("matches Python's json.dumps for plain ASCII", () => {
-    expect(canonicalAuthMessage("https://h/a/b")).toBe("{\n    \"url\": \"https://h/a/b\"\n}")
+    expect(canonicalAuthMessage("https://h/a/b")).toBe('{\n    "url": "https://h/a/b"\n}')
   })
 
   it("escapes non-ASCII as \\uXXXX", () => {
-    expect(canonicalAuthMessage("http://x/\u00e9")).toBe("{\n    \"url\": \"http://x/\\u00e9\"\n}")
+    expect(canonicalAuthMessage("http://x/\u00e9")).toBe('{\n    "url": "http://x/\\u00e9"\n}')
   })
 
   it("escapes quotes and backslashes, not slashes", () => {
-    expect(canonicalAuthMessage("http://1.2.3.4:8000/remote/f?q=\"a\"&b=\\\\c")).toBe(
-      "{\n    \"url\": \"http://1.2.3.4:8000/remote/f?q=\\\"a\\\"&b=\\\\\\\\c\"\n}"
+    expect(canonicalAuthMessage('http://1.2.3.4:8000/remote/f?q="a"&b=\\\\c')).toBe(
+      '{\n    "url": "http://1.2.3.4:8000/remote/f?q=\\"a\\"&b=\\\\\\\\c"\n}'
     )
   })
 
   it("writes astral characters as surrogate pairs and control characters as Python does", () => {
     expect(canonicalAuthMessage("http://x/\u{1F600}/\u2028/\x7f/\x00\x1f\n\r\t\b\f/é")).toBe(
-      "{\n    \"url\": \"http://x/\\ud83d\\ude00/\\u2028/\\u007f/\\u0000\\u001f\\n\\r\\t\\b\\f/\\u00e9\"\n}"
+      '{\n    "url": "http://x/\\ud83d\\ude00/\\u2028/\\u007f/\\u0000\\u001f\\n\\r\\t\\b\\f/\\u00e9"\n}'
     )
   })
 })
@@ -50,7 +52,7 @@ describe("verifySignature", () => {
   })
 
   it("accepts a signature of a unicode url", () => {
-    const unicodeUrl = "http://x/caf\u00e9/\u{1F600}?q=\"1\""
+    const unicodeUrl = 'http://x/caf\u00e9/\u{1F600}?q="1"'
     const signatureBase64 = sign(router.privateKey, canonicalAuthMessage(unicodeUrl))
     expect(verifySignature({ publicKeyPem: router.publicKey, url: unicodeUrl, signatureBase64 })).toBe(true)
   })

@@ -92,25 +92,29 @@ describe("vision-worker over HTTP", () => {
     }
   }, 60_000)
 
-  it.live("the demo detects the people in the sample photo through the typed client and reports every exit", () =>
-    Effect.gen(function*() {
-      const { detections, report, url } = yield* demo()
-      expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
-      const table = formatDetections(detections).split("\n")
-      expect(table[0]).toMatch(/^\s+label\s+score\s+x\s+y\s+width\s+height$/)
-      const people = table.filter((line) => /^\s+person\s+0\.\d{3}(\s+\d+){4}$/.test(line))
-      expect(people.length).toBeGreaterThanOrEqual(3)
-      expect(people.length).toBe(detections.filter((d) => d.label === "person").length)
+  it.live(
+    "the demo detects the people in the sample photo through the typed client and reports every exit",
+    () =>
+      Effect.gen(function* () {
+        const { detections, report, url } = yield* demo()
+        expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
+        const table = formatDetections(detections).split("\n")
+        expect(table[0]).toMatch(/^\s+label\s+score\s+x\s+y\s+width\s+height$/)
+        const people = table.filter((line) => /^\s+person\s+0\.\d{3}(\s+\d+){4}$/.test(line))
+        expect(people.length).toBeGreaterThanOrEqual(3)
+        expect(people.length).toBe(detections.filter((d) => d.label === "person").length)
 
-      expect(report.phase).toBe("stopped")
-      expect(report.benchmark?.remote).toBe("detect")
-      const timeline = Worker.formatReport(report)
-      expect(report.contexts.map((c) => [c.key, c.state])).toEqual([
-        ["effect-deployments/tfjs/Backend", "exited"],
-        ["Centernet", "exited"],
-        ["Movenet", "exited"]
-      ])
-      expect(timeline).toMatch(/context Centernet\s+exited\s+enter \+\d+ms -> \+\d+ms .* exit \+\d+ms/)
-      expect(timeline).toMatch(/^ {2}ready after \d+ ms$/m)
-    }), { timeout: 60_000 })
+        expect(report.phase).toBe("stopped")
+        expect(report.benchmark?.remote).toBe("detect")
+        const timeline = Worker.formatReport(report)
+        expect(report.contexts.map((c) => [c.key, c.state])).toEqual([
+          ["effect-deployments/tfjs/Backend", "exited"],
+          ["Centernet", "exited"],
+          ["Movenet", "exited"]
+        ])
+        expect(timeline).toMatch(/context Centernet\s+exited\s+enter \+\d+ms -> \+\d+ms .* exit \+\d+ms/)
+        expect(timeline).toMatch(/^ {2}ready after \d+ ms$/m)
+      }),
+    { timeout: 60_000 }
+  )
 })

@@ -9,21 +9,23 @@ import { ImageInvalid, RemoteFailure } from "../src/WorkerError.js"
 import { figureJpeg } from "./fixtures/tfjs.js"
 
 /** One vision worker for the whole file: start-up loads both models and runs the benchmark (about 3 s on wasm). */
-class VisionWorker
-  extends Context.Tag("test/VisionWorker")<VisionWorker, Worker.Worker<any, typeof detect | typeof pose>>()
-{}
+class VisionWorker extends Context.Tag("test/VisionWorker")<
+  VisionWorker,
+  Worker.Worker<any, typeof detect | typeof pose>
+>() {}
 
 const layerVisionWorker = Layer.scoped(VisionWorker, Worker.make(app)).pipe(Layer.orDie)
 
 layer(layerVisionWorker, { timeout: "60 seconds" })("vision-worker", (it) => {
   it.effect("enters the backend, then both models side by side, and benchmarks detect", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const worker = yield* VisionWorker
       // Both models depend on the backend only, so they enter in parallel
-      expect(app.contexts).toEqual([[Tfjs.Backend.key, []], ["Centernet", [Tfjs.Backend.key]], [
-        "Movenet",
-        [Tfjs.Backend.key]
-      ]])
+      expect(app.contexts).toEqual([
+        [Tfjs.Backend.key, []],
+        ["Centernet", [Tfjs.Backend.key]],
+        ["Movenet", [Tfjs.Backend.key]]
+      ])
       const report = yield* worker.report
       expect(report.phase).toBe("ready")
       expect(report.contexts.map((c) => c.state)).toEqual(["entered", "entered", "entered"])
@@ -34,10 +36,11 @@ layer(layerVisionWorker, { timeout: "60 seconds" })("vision-worker", (it) => {
       )
       expect(notes["Movenet"]).toMatch(/^graph model movenet-lightning\.json, input \[1,192,192,3\] int32, .*warm-up/)
       expect(report.benchmark).toMatchObject({ remote: "detect", calls: 3, runs: 3 })
-    }))
+    })
+  )
 
   it.effect("detect finds the people in the sample photo", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const worker = yield* VisionWorker
       // invoke: the untyped path a transport takes, so the result is checked against the success schema
       const detections = (yield* worker.invoke("detect", {
@@ -60,10 +63,11 @@ layer(layerVisionWorker, { timeout: "60 seconds" })("vision-worker", (it) => {
       expect(confident.length).toBeGreaterThan(0)
       expect(confident.length).toBeLessThanOrEqual(2)
       expect(confident.every((d) => d.score >= 0.4)).toBe(true)
-    }))
+    })
+  )
 
   it.effect("pose places a standing figure's keypoints head to toe", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const worker = yield* VisionWorker
       const keypoints = yield* worker.call(pose, { image: figureJpeg() })
       expect(keypoints.map((k) => k.name)).toEqual([...Vision.movenetKeypoints])
@@ -71,10 +75,11 @@ layer(layerVisionWorker, { timeout: "60 seconds" })("vision-worker", (it) => {
       expect(at("nose").y).toBeLessThan(at("leftHip").y)
       expect(at("leftHip").y).toBeLessThan(at("leftAnkle").y)
       expect(at("leftAnkle").y).toBeGreaterThan(158 * 0.75)
-    }))
+    })
+  )
 
   it.effect("answers bytes that are not an image with the declared ImageInvalid, and keeps serving", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const worker = yield* VisionWorker
       const garbage = new TextEncoder().encode("GIF89a, not a JPEG")
       const failure = yield* Effect.flip(worker.invoke("detect", { image: garbage }))
@@ -91,10 +96,11 @@ layer(layerVisionWorker, { timeout: "60 seconds" })("vision-worker", (it) => {
       expect(yield* worker.call(pose, { image: figureJpeg() })).toHaveLength(17)
       const payload = yield* Effect.flip(worker.invoke("detect", { image: "not bytes" }))
       expect(payload._tag).toBe("PayloadInvalid")
-    }))
+    })
+  )
 
   it.effect("leaves no tensor behind after 100 calls", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const worker = yield* VisionWorker
       const image = figureJpeg()
       const before = tf.memory().numTensors
@@ -102,12 +108,13 @@ layer(layerVisionWorker, { timeout: "60 seconds" })("vision-worker", (it) => {
       yield* Effect.flip(worker.call(detect, { image: new Uint8Array(3) }))
       yield* worker.call(detect, { image: sampleBytes(), maxResults: 1 })
       expect(tf.memory().numTensors).toBe(before)
-    }))
+    })
+  )
 })
 
 describe("vision-worker lifecycle", () => {
   it.scoped("returns tensor memory to its level before start-up once the worker shuts down", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       // The engine needs a backend before it can count; the worker's backend context selects the same one again
       yield* selectBackend()
       const before = tf.memory().numTensors
@@ -118,5 +125,6 @@ describe("vision-worker lifecycle", () => {
       yield* worker.shutdown
       expect((yield* worker.report).contexts.map((c) => c.state)).toEqual(["exited", "exited", "exited"])
       expect(tf.memory().numTensors).toBe(before)
-    }))
+    })
+  )
 })

@@ -48,35 +48,43 @@ export const MovenetLive = Tfjs.graphModel(Movenet, { path: movenetPath, warmup:
 const ImageBytes = Schema.Uint8ArrayFromSelf.annotations({ description: "JPEG or PNG bytes" })
 
 /** `detect({ image, minScore?, maxResults? })`: labelled boxes in source pixels, best first. */
-export const detect = Remote.make("detect", {
-  payload: Schema.Struct({
-    image: ImageBytes,
-    minScore: Schema.optional(Schema.Number.pipe(Schema.between(0, 1))),
-    maxResults: Schema.optional(Schema.Int.pipe(Schema.between(1, 100)))
-  }),
-  success: Schema.Array(Vision.Detection),
-  error: WorkerError.ImageInvalid,
-  // One detect is about half a second on wasm with the decode of the sample: a few rounds keep start-up short
-  benchmark: { generator: () => ({ image: sampleBytes() }), runs: 3, warmup: 1 }
-}, ({ image, maxResults, minScore }) =>
-  Effect.gen(function*() {
-    const rgb = yield* Vision.decodeImage(image)
-    return yield* Vision.detect(yield* Centernet, rgb, {
-      ...(minScore === undefined ? {} : { minScore }),
-      ...(maxResults === undefined ? {} : { maxResults })
+export const detect = Remote.make(
+  "detect",
+  {
+    payload: Schema.Struct({
+      image: ImageBytes,
+      minScore: Schema.optional(Schema.Number.pipe(Schema.between(0, 1))),
+      maxResults: Schema.optional(Schema.Int.pipe(Schema.between(1, 100)))
+    }),
+    success: Schema.Array(Vision.Detection),
+    error: WorkerError.ImageInvalid,
+    // One detect is about half a second on wasm with the decode of the sample: a few rounds keep start-up short
+    benchmark: { generator: () => ({ image: sampleBytes() }), runs: 3, warmup: 1 }
+  },
+  ({ image, maxResults, minScore }) =>
+    Effect.gen(function* () {
+      const rgb = yield* Vision.decodeImage(image)
+      return yield* Vision.detect(yield* Centernet, rgb, {
+        ...(minScore === undefined ? {} : { minScore }),
+        ...(maxResults === undefined ? {} : { maxResults })
+      })
     })
-  }))
+)
 
 /** `pose({ image })`: the 17 keypoints of the main person, in source pixels. */
-export const pose = Remote.make("pose", {
-  payload: Schema.Struct({ image: ImageBytes }),
-  success: Schema.Array(Vision.Keypoint),
-  error: WorkerError.ImageInvalid
-}, ({ image }) =>
-  Effect.gen(function*() {
-    const rgb = yield* Vision.decodeImage(image)
-    return yield* Vision.pose(yield* Movenet, rgb)
-  }))
+export const pose = Remote.make(
+  "pose",
+  {
+    payload: Schema.Struct({ image: ImageBytes }),
+    success: Schema.Array(Vision.Keypoint),
+    error: WorkerError.ImageInvalid
+  },
+  ({ image }) =>
+    Effect.gen(function* () {
+      const rgb = yield* Vision.decodeImage(image)
+      return yield* Vision.pose(yield* Movenet, rgb)
+    })
+)
 
 /** The deployment: the backend, then both models in parallel; `detect` is benchmarked. */
 export const app = Deployment.make("vision-worker", {

@@ -30,7 +30,7 @@ export interface DemoResult {
 export const demo = (
   options: { readonly image?: Uint8Array; readonly minScore?: number; readonly maxResults?: number } = {}
 ) =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     // Port and host given: WORKER_PORT or WORKER_HOST in the environment cannot move the demo's server
     const served = yield* Worker.serveEffect(app, { port: 0, host: "127.0.0.1", handleSignals: false })
     yield* served.worker.awaitReady
@@ -53,15 +53,16 @@ const cell = (n: number): string => n.toFixed(0).padStart(6)
 export const formatDetections = (detections: ReadonlyArray<Vision.Detection>): string =>
   [
     `  ${"label".padEnd(14)} score       x      y  width height`,
-    ...detections.map((d) =>
-      `  ${d.label.padEnd(14)} ${d.score.toFixed(3)} ${cell(d.box.x)} ${cell(d.box.y)} ${cell(d.box.width)} ${
-        cell(d.box.height)
-      }`
+    ...detections.map(
+      (d) =>
+        `  ${d.label.padEnd(14)} ${d.score.toFixed(3)} ${cell(d.box.x)} ${cell(d.box.y)} ${cell(d.box.width)} ${cell(
+          d.box.height
+        )}`
     )
   ].join("\n")
 
 /** Run {@link demo} and print the table and the timeline. */
-export const main = Effect.gen(function*() {
+export const main = Effect.gen(function* () {
   yield* Console.log("starting the vision worker (backend, centernet and movenet in parallel, benchmark)...")
   const { detections, millis, report, url } = yield* demo()
   const image = path.relative(process.cwd(), samplePath)

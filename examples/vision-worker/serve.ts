@@ -41,7 +41,7 @@ export const curlDetect = (url: string, image: string, minScore = 0.3): string =
  * Serve the vision worker until interrupted: print where it listens, the start-up report, then the ready line and the
  * curl command. Closing the scope (the signal) drains, exits the contexts, and prints the final report with the exits.
  */
-export const main = Effect.gen(function*() {
+export const main = Effect.gen(function* () {
   let served: Worker.Served | undefined
   // Added before serving, so it runs after the worker's shutdown: the final report shows every exit.
   yield* Effect.addFinalizer(() =>

@@ -86,7 +86,7 @@ const file = Path.resolve(args.module)
 const mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>
 const deployment = findDeployment(mod, args.module)
 
-const program = Effect.gen(function*() {
+const program = Effect.gen(function* () {
   let served: Worker.Served | undefined
   // Added before serving, so it runs after the worker's shutdown: the final report shows every exit.
   yield* Effect.addFinalizer(() =>

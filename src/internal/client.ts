@@ -27,13 +27,7 @@ export interface Options {
 
 /** @internal */
 export type CallError =
-  | WorkerUnavailable
-  | CallFailed
-  | CallTimeout
-  | PayloadInvalid
-  | PayloadTooLarge
-  | RemoteNotFound
-  | Unauthorized
+  WorkerUnavailable | CallFailed | CallTimeout | PayloadInvalid | PayloadTooLarge | RemoteNotFound | Unauthorized
 
 /** @internal */
 export type Client<Remotes extends Remote.Any> = {
@@ -59,8 +53,8 @@ const protocol = (remote: string, detail: string) => new CallFailed({ remote, re
 const asSchema = (schema: Schema.Schema.All) => schema as unknown as Schema.Schema<unknown, unknown, never>
 
 const issuesOf = (error: ParseResult.ParseError): ReadonlyArray<FieldIssue> =>
-  ParseResult.ArrayFormatter.formatErrorSync(error).map((i) =>
-    new FieldIssue({ path: [...i.path] as Array<string | number>, message: i.message })
+  ParseResult.ArrayFormatter.formatErrorSync(error).map(
+    (i) => new FieldIssue({ path: [...i.path] as Array<string | number>, message: i.message })
   )
 
 const retryable = (e: unknown): e is WorkerUnavailable => e instanceof WorkerUnavailable && e.reason !== "failed"
@@ -72,9 +66,9 @@ const withRetry = <A, E>(
   base: number,
   max: number
 ): Effect.Effect<A, E> =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     const start = yield* Clock.currentTimeMillis
-    for (let n = 0;; n++) {
+    for (let n = 0; ; n++) {
       const result = yield* Effect.either(attempt)
       if (Either.isRight(result)) return result.right
       const e = result.left
@@ -104,17 +98,18 @@ export const make = <Provides, E, Remotes extends Remote.Any>(
 ): Effect.Effect<Client<Remotes>, never, HttpClient.HttpClient> =>
   Effect.map(HttpClient.HttpClient, (http) => {
     const base = options.url.replace(/\/+$/, "")
-    const token = options.token === undefined
-      ? undefined
-      : Redacted.isRedacted(options.token)
-      ? Redacted.value(options.token)
-      : options.token
+    const token =
+      options.token === undefined
+        ? undefined
+        : Redacted.isRedacted(options.token)
+          ? Redacted.value(options.token)
+          : options.token
     const deadline = Duration.toMillis(options.deadline ?? Duration.seconds(30))
     const baseDelay = Duration.toMillis(options.baseDelay ?? Duration.millis(100))
     const maxDelay = Duration.toMillis(options.maxDelay ?? Duration.seconds(5))
 
     const callRemote = (remote: Remote.Any) => (payload: unknown) =>
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         const name = remote.name
         const encoded = yield* Schema.encodeUnknown(asSchema(remote.payload))(payload).pipe(
           Effect.mapError((e) => new PayloadInvalid({ remote: name, issues: issuesOf(e) }))
@@ -129,7 +124,7 @@ export const make = <Provides, E, Remotes extends Remote.Any>(
         )
         if (token !== undefined) request = HttpClientRequest.bearerToken(request, token)
 
-        const attempt = Effect.gen(function*() {
+        const attempt = Effect.gen(function* () {
           const response = yield* Effect.mapError(
             http.execute(request),
             (e) => new WorkerUnavailable({ reason: "unreachable", detail: e.message })
@@ -150,9 +145,8 @@ export const make = <Provides, E, Remotes extends Remote.Any>(
         }
         if ("ok" in result) {
           const value = yield* Effect.mapError(Wire.decodeValue(result.ok), (e) => protocol(name, e.message))
-          return yield* Effect.mapError(
-            Schema.decodeUnknown(asSchema(remote.success))(value),
-            (e) => protocol(name, `the result does not match the success schema: ${e.message}`)
+          return yield* Effect.mapError(Schema.decodeUnknown(asSchema(remote.success))(value), (e) =>
+            protocol(name, `the result does not match the success schema: ${e.message}`)
           )
         }
         if ("err" in result) {
@@ -161,7 +155,10 @@ export const make = <Provides, E, Remotes extends Remote.Any>(
           if (Either.isRight(declared)) return yield* Effect.fail(declared.right)
           const message = (value as { message?: unknown } | null)?.message
           return yield* Effect.fail(
-            protocol(name, `the worker sent an undeclared error: ${typeof message === "string" ? message : JSON.stringify(value)}`)
+            protocol(
+              name,
+              `the worker sent an undeclared error: ${typeof message === "string" ? message : JSON.stringify(value)}`
+            )
           )
         }
         return yield* Effect.fail(protocol(name, "the response's `result` has neither `ok` nor `err`"))

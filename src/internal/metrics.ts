@@ -4,26 +4,19 @@ import type { ContextRecord } from "./registry.js"
 export type Outcome = "ok" | "error" | "invalid" | "timeout" | "defect" | "rejected" | "interrupted"
 
 /** Every outcome, in the order `/metrics` prints them. */
-export const outcomes: ReadonlyArray<Outcome> = ["ok", "error", "invalid", "timeout", "defect", "rejected", "interrupted"]
+export const outcomes: ReadonlyArray<Outcome> = [
+  "ok",
+  "error",
+  "invalid",
+  "timeout",
+  "defect",
+  "rejected",
+  "interrupted"
+]
 
 /** Latency histogram bounds in seconds: from a trivial remote over loopback to a long generation. */
 export const latencyBuckets: ReadonlyArray<number> = [
-  0.001,
-  0.0025,
-  0.005,
-  0.01,
-  0.025,
-  0.05,
-  0.1,
-  0.25,
-  0.5,
-  1,
-  2.5,
-  5,
-  10,
-  30,
-  60,
-  120
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120
 ]
 
 /** Counters of one remote. `buckets[i]` counts calls at most `latencyBuckets[i]` (not cumulative). */
@@ -80,12 +73,13 @@ export interface Snapshot {
 
 const phases = ["starting", "benchmarking", "ready", "draining", "stopping", "stopped", "failed"]
 
-const label = (value: string): string => value.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, "\\\"")
+const label = (value: string): string => value.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"')
 
 /** Render a snapshot in the Prometheus text exposition format (version 0.0.4). */
 export const renderPrometheus = (s: Snapshot): string => {
   const out: Array<string> = []
-  const family = (name: string, type: string, help: string) => out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`)
+  const family = (name: string, type: string, help: string) =>
+    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`)
   const dep = `deployment="${label(s.deployment)}"`
 
   family("worker_phase", "gauge", "1 for the worker's current lifecycle phase.")
@@ -93,7 +87,8 @@ export const renderPrometheus = (s: Snapshot): string => {
 
   family("worker_calls_total", "counter", "Calls by remote and outcome.")
   for (const r of s.remotes) {
-    for (const o of outcomes) out.push(`worker_calls_total{${dep},remote="${label(r.name)}",outcome="${o}"} ${r.calls[o]}`)
+    for (const o of outcomes)
+      out.push(`worker_calls_total{${dep},remote="${label(r.name)}",outcome="${o}"} ${r.calls[o]}`)
   }
   family("worker_unknown_remote_calls_total", "counter", "Calls that named no remote of this deployment.")
   out.push(`worker_unknown_remote_calls_total{${dep}} ${s.unknownRemote}`)
@@ -120,11 +115,13 @@ export const renderPrometheus = (s: Snapshot): string => {
 
   family("worker_context_enter_seconds", "gauge", "How long each context took to enter.")
   for (const c of s.contexts) {
-    if (c.enterMillis !== undefined) out.push(`worker_context_enter_seconds{${dep},context="${label(c.key)}"} ${c.enterMillis / 1000}`)
+    if (c.enterMillis !== undefined)
+      out.push(`worker_context_enter_seconds{${dep},context="${label(c.key)}"} ${c.enterMillis / 1000}`)
   }
   family("worker_context_exit_seconds", "gauge", "How long each context took to exit.")
   for (const c of s.contexts) {
-    if (c.exitMillis !== undefined) out.push(`worker_context_exit_seconds{${dep},context="${label(c.key)}"} ${c.exitMillis / 1000}`)
+    if (c.exitMillis !== undefined)
+      out.push(`worker_context_exit_seconds{${dep},context="${label(c.key)}"} ${c.exitMillis / 1000}`)
   }
 
   family("worker_benchmark_score", "gauge", "The benchmark score in workload units per second (the engine's max_perf).")

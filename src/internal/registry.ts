@@ -89,7 +89,8 @@ export class Registry {
 
   entering(key: string, dependsOn: ReadonlyArray<string>, now: number): void {
     const r = this.record(key)
-    if (r.dependsOn.length === 0 && dependsOn.length > 0) (r as { dependsOn: ReadonlyArray<string> }).dependsOn = dependsOn
+    if (r.dependsOn.length === 0 && dependsOn.length > 0)
+      (r as { dependsOn: ReadonlyArray<string> }).dependsOn = dependsOn
     r.state = "entering"
     r.enterStartedAt = now
     delete r.enterEndedAt

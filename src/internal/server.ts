@@ -50,10 +50,10 @@ export type Auth =
   | { readonly mode: "none" }
   | { readonly mode: "token"; readonly token: string | Redacted.Redacted<string> }
   | {
-    readonly mode: "signed"
-    readonly publicKey?: string | undefined
-    readonly reportAddr?: string | undefined
-  }
+      readonly mode: "signed"
+      readonly publicKey?: string | undefined
+      readonly reportAddr?: string | undefined
+    }
 
 /** @internal */
 export interface ServeOptions extends worker.Options {
@@ -106,17 +106,20 @@ export const config = Config.all({
 
 /** The options given, completed from the environment (`Config`), then the defaults. @internal */
 export const resolve = (options: ServeOptions): Effect.Effect<Resolved, ConfigError.ConfigError> =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     const env = yield* config
     let auth = options.auth
     if (auth === undefined) {
       // The reference's environment: REPORT_ADDR means the router signs calls, unless UNSECURED turns the check off.
-      const mode = env.authMode ??
+      const mode =
+        env.authMode ??
         (env.reportAddr !== undefined
-          ? (env.unsecured ? "none" : "signed")
+          ? env.unsecured
+            ? "none"
+            : "signed"
           : env.token !== undefined
-          ? "token"
-          : "none")
+            ? "token"
+            : "none")
       if (mode === "token") {
         if (env.token === undefined) {
           return yield* Effect.fail(ConfigError.MissingData(["WORKER_TOKEN"], "WORKER_AUTH=token needs WORKER_TOKEN"))
@@ -133,9 +136,10 @@ export const resolve = (options: ServeOptions): Effect.Effect<Resolved, ConfigEr
         auth = { mode: "none" }
       }
     }
-    const report = options.report === false
-      ? undefined
-      : options.report ?? Option.getOrUndefined(yield* EngineReport.optionsFromEnv)
+    const report =
+      options.report === false
+        ? undefined
+        : (options.report ?? Option.getOrUndefined(yield* EngineReport.optionsFromEnv))
     return {
       port: options.port ?? env.port,
       host: options.host ?? env.host,
@@ -180,9 +184,7 @@ const unavailableResponse = (e: WorkerUnavailable) =>
     ? json(errorJson(e), 429, retryAfter(e.retryAfterMillis))
     : json(errorJson(e), 503, e.reason === "starting" ? retryAfter(e.retryAfterMillis) : undefined)
 
-const invokeErrorResponse = (
-  e: worker.InvokeError
-): Effect.Effect<HttpServerResponse.HttpServerResponse, never> => {
+const invokeErrorResponse = (e: worker.InvokeError): Effect.Effect<HttpServerResponse.HttpServerResponse, never> => {
   switch (e._tag) {
     case "PayloadInvalid":
       return Effect.succeed(json(errorJson(e), 400))
@@ -198,20 +200,22 @@ const invokeErrorResponse = (
       // The reference's format: status 200, the error as an `obj` whose class is its tag, with its message kept.
       const encoded = e.encoded
       const message = (e.error as { message?: unknown } | null)?.message
-      const value = typeof encoded === "object" && encoded !== null && !Array.isArray(encoded)
-        ? { ...encoded, ...(typeof message === "string" && !("message" in encoded) ? { message } : {}) }
-        : encoded
-      return Wire.err(typeof value === "object" && value !== null ? value : { _tag: "Error", message: String(value) })
-        .pipe(
-          Effect.map((body) => json(body, 200)),
-          Effect.catchAll((encodeError) => encodeFailure(e.remote, encodeError))
-        )
+      const value =
+        typeof encoded === "object" && encoded !== null && !Array.isArray(encoded)
+          ? { ...encoded, ...(typeof message === "string" && !("message" in encoded) ? { message } : {}) }
+          : encoded
+      return Wire.err(
+        typeof value === "object" && value !== null ? value : { _tag: "Error", message: String(value) }
+      ).pipe(
+        Effect.map((body) => json(body, 200)),
+        Effect.catchAll((encodeError) => encodeFailure(e.remote, encodeError))
+      )
     }
   }
 }
 
 const encodeFailure = (remote: string, e: WireEncodeError) =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     const id = failureId()
     yield* Effect.logError(`Remote "${remote}" returned a value the wire format cannot carry [id ${id}]`, e)
     const error = new CallFailed({ remote, reason: "encode", detail: e.message, id })
@@ -223,7 +227,7 @@ const failureId = (): string => `s${Date.now().toString(36)}-${(++failureIds).to
 
 /** A defect of the server itself: logged with an id; the body carries the id and nothing else of the cause. */
 const defectResponse = (remote: string, cause: Cause.Cause<unknown>) =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     const id = failureId()
     yield* Effect.logError(`Serving "${remote}" failed [id ${id}]`, cause)
     const error = new CallFailed({ remote, reason: "defect", detail: "internal error", id })
@@ -267,7 +271,15 @@ const readBody = (
     }
     const onError = (error: Error) => {
       cleanup()
-      resume(Effect.fail(new WireDecodeError({ reason: "InvalidJson", path: "$", message: `could not read the body: ${error.message}` })))
+      resume(
+        Effect.fail(
+          new WireDecodeError({
+            reason: "InvalidJson",
+            path: "$",
+            message: `could not read the body: ${error.message}`
+          })
+        )
+      )
     }
     source.on("data", onData)
     source.on("end", onEnd)
@@ -303,9 +315,12 @@ interface Authenticator {
 }
 
 const fetchPublicKey = (reportAddr: string) =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     const client = yield* HttpClient.HttpClient
-    const addresses = reportAddr.split(",").map((a) => a.trim().replace(/\/+$/, "")).filter((a) => a.length > 0)
+    const addresses = reportAddr
+      .split(",")
+      .map((a) => a.trim().replace(/\/+$/, ""))
+      .filter((a) => a.length > 0)
     let lastError: unknown = undefined
     for (const address of addresses) {
       const result = yield* client.get(`${address}/pubkey/`).pipe(
@@ -321,7 +336,7 @@ const fetchPublicKey = (reportAddr: string) =>
   }).pipe(Effect.provide(FetchHttpClient.layer))
 
 const makeAuthenticator = (auth: Auth): Effect.Effect<Authenticator, never, Scope.Scope> =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     switch (auth.mode) {
       case "none":
         return { header: () => undefined, envelope: () => undefined, ready: Effect.succeed(true) }
@@ -342,14 +357,17 @@ const makeAuthenticator = (auth: Auth): Effect.Effect<Authenticator, never, Scop
         }
       }
       case "signed": {
-        let key: Crypto.KeyObject | undefined = auth.publicKey === undefined ? undefined : parsePublicKey(auth.publicKey)
+        let key: Crypto.KeyObject | undefined =
+          auth.publicKey === undefined ? undefined : parsePublicKey(auth.publicKey)
         const loaded = yield* Deferred.make<void>()
         if (key !== undefined) {
           yield* Deferred.succeed(loaded, undefined)
         } else if (auth.reportAddr !== undefined) {
           const reportAddr = auth.reportAddr
           yield* fetchPublicKey(reportAddr).pipe(
-            Effect.tapError((e) => Effect.logWarning(`Could not fetch the public key from ${reportAddr}/pubkey/; retrying`, e)),
+            Effect.tapError((e) =>
+              Effect.logWarning(`Could not fetch the public key from ${reportAddr}/pubkey/; retrying`, e)
+            ),
             Effect.retry(Schedule.exponential("200 millis").pipe(Schedule.union(Schedule.spaced("10 seconds")))),
             Effect.flatMap((k) =>
               Effect.sync(() => {
@@ -368,7 +386,10 @@ const makeAuthenticator = (auth: Auth): Effect.Effect<Authenticator, never, Scop
             }
             const data = envelope.auth_data
             if (data?.signature === undefined || data.url === undefined) {
-              return new Unauthorized({ reason: "missing", detail: "auth_data.signature and auth_data.url are required" })
+              return new Unauthorized({
+                reason: "missing",
+                detail: "auth_data.signature and auth_data.url are required"
+              })
             }
             return verifySignature({ publicKeyPem: key, url: data.url, signatureBase64: data.signature })
               ? undefined
@@ -430,11 +451,12 @@ const track = (reporter: EngineReport.Reporter, clock: Clock.Clock): Tracked => 
     end: (exit) => {
       if (call === undefined) return
       // Cancelled only when the client went away; the worker interrupting a call (shutdown) is an Error.
-      const status = Exit.isFailure(exit) && HashSet.has(Cause.interruptors(exit.cause), clientAbortFiberId)
-        ? "Cancelled"
-        : tracked.succeeded
-        ? "Success"
-        : "Error"
+      const status =
+        Exit.isFailure(exit) && HashSet.has(Cause.interruptors(exit.cause), clientAbortFiberId)
+          ? "Cancelled"
+          : tracked.succeeded
+            ? "Success"
+            : "Error"
       reporter.finished(call, status, now())
       call = undefined
     }
@@ -454,7 +476,7 @@ const makeApp = <Provides, Remotes extends Remote.Any>(
   clock: Clock.Clock
 ) => {
   const call = (name: string, tracked: Tracked | undefined) =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const request = yield* HttpServerRequest.HttpServerRequest
       const denied = authenticator.header(request)
       if (denied !== undefined) return json(errorJson(denied), 401)
@@ -477,9 +499,11 @@ const makeApp = <Provides, Remotes extends Remote.Any>(
       if (remote === undefined) return yield* Effect.flatMap(Effect.flip(w.invoke(name, {})), invokeErrorResponse)
       const args = yield* Effect.either(Wire.decodeArguments(envelope.right))
       if (Either.isLeft(args)) return json(errorJson(args.left), 400)
-      const fields = yield* Effect.either(Wire.bindArgs(remote.fields, args.right.args, args.right.kwargs, {
-        anyKeyword: remote.anyKeyword
-      }))
+      const fields = yield* Effect.either(
+        Wire.bindArgs(remote.fields, args.right.args, args.right.kwargs, {
+          anyKeyword: remote.anyKeyword
+        })
+      )
       if (Either.isLeft(fields)) return json(errorJson(fields.left), 400)
       const result = yield* Effect.either(w.invoke(name, fields.right, tracked?.observer))
       if (Either.isLeft(result)) return yield* invokeErrorResponse(result.left)
@@ -493,23 +517,28 @@ const makeApp = <Provides, Remotes extends Remote.Any>(
     }).pipe(
       Effect.catchAllCause((cause) =>
         Cause.isInterruptedOnly(cause)
-          // The call was interrupted by the worker (shutdown after the grace period), not by this client.
-          ? Effect.succeed(
-            json(
-              errorJson(
-                new CallFailed({ remote: name, reason: "interrupted", detail: "interrupted when the worker shut down" })
-              ),
-              503
+          ? // The call was interrupted by the worker (shutdown after the grace period), not by this client.
+            Effect.succeed(
+              json(
+                errorJson(
+                  new CallFailed({
+                    remote: name,
+                    reason: "interrupted",
+                    detail: "interrupted when the worker shut down"
+                  })
+                ),
+                503
+              )
             )
-          )
           : defectResponse(name, cause)
       )
     )
 
   const health = Effect.map(SubscriptionRef.get(w.status), (status) =>
-    json({ status: "alive", deployment: w.deployment.name, phase: status.phase, since: status.since }, 200))
+    json({ status: "alive", deployment: w.deployment.name, phase: status.phase, since: status.since }, 200)
+  )
 
-  const ready = Effect.gen(function*() {
+  const ready = Effect.gen(function* () {
     const report = yield* w.report
     const keyReady = yield* authenticator.ready
     const isReady = report.phase === "ready" && keyReady
@@ -525,7 +554,8 @@ const makeApp = <Provides, Remotes extends Remote.Any>(
   })
 
   const metrics = Effect.map(w.metrics, (snapshot) =>
-    HttpServerResponse.text(Metrics.renderPrometheus(snapshot), { contentType: "text/plain; version=0.0.4" }))
+    HttpServerResponse.text(Metrics.renderPrometheus(snapshot), { contentType: "text/plain; version=0.0.4" })
+  )
 
   const notFound = Effect.map(HttpServerRequest.HttpServerRequest, (request) =>
     json(
@@ -534,7 +564,8 @@ const makeApp = <Provides, Remotes extends Remote.Any>(
         message: `No route ${request.method} ${request.url}; routes: POST /remote/<name>, GET /health, GET /ready, GET /metrics`
       },
       404
-    ))
+    )
+  )
 
   return HttpRouter.empty.pipe(
     HttpRouter.post(
@@ -567,7 +598,7 @@ export const serveWith = <Provides, E, Remotes extends Remote.Any>(
   deployment: Deployment.Deployment<Provides, E, Remotes>,
   options: Resolved
 ): Effect.Effect<Served<Provides, Remotes>, never, HttpServer.HttpServer | Scope.Scope> =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     const server = yield* HttpServer.HttpServer
     // Signals first: its listener is released last, so a second signal cannot kill the process during the exits.
     const signaled = yield* Deferred.make<NodeJS.Signals>()
@@ -576,7 +607,8 @@ export const serveWith = <Provides, E, Remotes extends Remote.Any>(
     const authenticator = yield* makeAuthenticator(options.auth)
     // The routes need the worker, and the worker must start after the listener so that its finalizer (drain, exits)
     // runs before the listener goes: until the exits are done, calls get a 503 instead of a refused connection.
-    let routes: Effect.Effect<HttpServerResponse.HttpServerResponse, unknown, HttpServerRequest.HttpServerRequest> | undefined
+    let routes:
+      Effect.Effect<HttpServerResponse.HttpServerResponse, unknown, HttpServerRequest.HttpServerRequest> | undefined
     const notYet = json(errorJson(new WorkerUnavailable({ reason: "starting", detail: "the worker is starting" })), 503)
     yield* HttpServer.serveEffect(Effect.suspend(() => routes ?? Effect.succeed(notYet)))
     // The reporter starts before the worker (its first status says "not loaded") and stops after it: its fiber is
@@ -588,7 +620,7 @@ export const serveWith = <Provides, E, Remotes extends Remote.Any>(
     if (reporter !== undefined) yield* reportStartup(w, reporter)
 
     yield* Effect.addFinalizer(() =>
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         // The process exit code: non-zero when an exit failed or start-up failed on its own (not by a signal).
         const exit = yield* Effect.exit(w.shutdown)
         if (Exit.isFailure(exit)) return yield* Effect.die(Cause.squash(exit.cause))
@@ -621,7 +653,7 @@ const reportStartup = <Provides, Remotes extends Remote.Any>(
   w.awaitReady.pipe(
     Effect.zipRight(w.report),
     Effect.flatMap((report) => reporter.loaded(report.benchmark?.score ?? 0, process.uptime())),
-    Effect.catchAll((e) => e.reason === "interrupted" ? Effect.void : reporter.failed(e.message)),
+    Effect.catchAll((e) => (e.reason === "interrupted" ? Effect.void : reporter.failed(e.message))),
     Effect.forkScoped
   )
 
@@ -652,7 +684,7 @@ export const serveEffect = <Provides, E, Remotes extends Remote.Any>(
   deployment: Deployment.Deployment<Provides, E, Remotes>,
   options: ServeOptions = {}
 ): Effect.Effect<Served<Provides, Remotes>, ServeError | ConfigError.ConfigError, Scope.Scope> =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     const resolved = yield* resolve(options)
     const server = yield* NodeHttpServer.make(() => Http.createServer(), {
       port: resolved.port,
@@ -668,7 +700,7 @@ export const serve = <Provides, E, Remotes extends Remote.Any>(
   formatReport: (report: worker.Report) => string
 ): Layer.Layer<never, ServeError | ConfigError.ConfigError> =>
   Layer.scopedDiscard(
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const served = yield* serveEffect(deployment, options)
       yield* Effect.logInfo(`Worker "${deployment.name}" listening on ${served.url}`)
       yield* served.worker.awaitReady.pipe(

@@ -7,7 +7,7 @@
 import * as crypto from "node:crypto"
 
 const shortEscapes: Readonly<Record<string, string>> = {
-  "\"": "\\\"",
+  '"': '\\"',
   "\\": "\\\\",
   "\n": "\\n",
   "\r": "\\r",
@@ -25,7 +25,7 @@ const shortEscapes: Readonly<Record<string, string>> = {
  * @internal
  */
 export const pythonJsonString = (s: string): string => {
-  let out = "\""
+  let out = '"'
   for (let i = 0; i < s.length; i++) {
     const ch = s[i]!
     const code = s.charCodeAt(i)
@@ -34,7 +34,7 @@ export const pythonJsonString = (s: string): string => {
     else if (code < 0x20 || code > 0x7e) out += "\\u" + code.toString(16).padStart(4, "0")
     else out += ch
   }
-  return out + "\""
+  return out + '"'
 }
 
 /**

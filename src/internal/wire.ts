@@ -169,8 +169,10 @@ const decodeObj = (json: Record<string, unknown>, path: string, depth: number, m
     const mod = json["module"]
     const modPath = pathKey(path, "module")
     if (
-      !isPlainObject(mod) || (mod["type"] !== "relative" && mod["type"] !== "absolute") ||
-      !Array.isArray(mod["path"]) || !mod["path"].every((p) => typeof p === "string")
+      !isPlainObject(mod) ||
+      (mod["type"] !== "relative" && mod["type"] !== "absolute") ||
+      !Array.isArray(mod["path"]) ||
+      !mod["path"].every((p) => typeof p === "string")
     ) {
       const expected = `{"type": "relative" | "absolute", "path": [strings]}`
       return decodeFail("InvalidShape", modPath, `obj module must be ${expected}`)
@@ -339,7 +341,7 @@ const makeState = (options: EncodeOptions | undefined): EncodeState => ({
 // The walkers throw their typed error to unwind deep recursion cheaply; this turns exactly that error back into a
 // typed failure. Anything else thrown is a bug and stays a defect.
 const catching = <A, E>(
-  ErrorClass: abstract new(...args: ReadonlyArray<never>) => E,
+  ErrorClass: abstract new (...args: ReadonlyArray<never>) => E,
   f: () => A
 ): Effect.Effect<A, E> =>
   Effect.suspend(() => {

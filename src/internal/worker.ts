@@ -84,13 +84,7 @@ export interface CallObserver {
   readonly rejected: (workload: number) => void
 }
 
-export type InvokeError =
-  | RemoteNotFound
-  | PayloadInvalid
-  | WorkerUnavailable
-  | CallTimeout
-  | CallFailed
-  | RemoteFailure
+export type InvokeError = RemoteNotFound | PayloadInvalid | WorkerUnavailable | CallTimeout | CallFailed | RemoteFailure
 
 export interface Worker<Provides, Remotes extends Remote.Any> {
   readonly deployment: Deployment.Deployment<Provides, any, Remotes>
@@ -101,7 +95,10 @@ export interface Worker<Provides, Remotes extends Remote.Any> {
   readonly call: <Rm extends Remotes>(
     remote: Rm,
     payload: Schema.Schema.Type<Rm["payload"]>
-  ) => Effect.Effect<Schema.Schema.Type<Rm["success"]>, Schema.Schema.Type<Rm["error"]> | WorkerUnavailable | CallTimeout>
+  ) => Effect.Effect<
+    Schema.Schema.Type<Rm["success"]>,
+    Schema.Schema.Type<Rm["error"]> | WorkerUnavailable | CallTimeout
+  >
   readonly stats: Effect.Effect<ReadonlyArray<RemoteStats>>
   readonly metrics: Effect.Effect<Metrics.Snapshot>
   readonly shutdown: Effect.Effect<void, ShutdownFailed>
@@ -126,7 +123,9 @@ let callIds = 0
 const nextId = (): string => `${Date.now().toString(36)}-${(++callIds).toString(36)}`
 
 const issuesOf = (error: ParseResult.ParseError): ReadonlyArray<FieldIssue> =>
-  ParseResult.ArrayFormatter.formatErrorSync(error).map((i) => new FieldIssue({ path: [...i.path] as Array<string | number>, message: i.message }))
+  ParseResult.ArrayFormatter.formatErrorSync(error).map(
+    (i) => new FieldIssue({ path: [...i.path] as Array<string | number>, message: i.message })
+  )
 
 const workloadOf = (remote: Remote.Any, payload: unknown): number => {
   const f = remote.benchmark?.workload
@@ -164,7 +163,7 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
   deployment: Deployment.Deployment<Provides, E, Remotes>,
   options: Options = {}
 ): Effect.Effect<Worker<Provides, Remotes>, never, Scope.Scope> =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     const outer = yield* Effect.scope
     const registry = new Registry(deployment.contexts)
     activeRegistries.set(deployment, registry)
@@ -254,14 +253,18 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
           )
         }
         if (
-          !internal && wouldWait && waitSeconds !== undefined && slot.maxQueueTime !== undefined &&
+          !internal &&
+          wouldWait &&
+          waitSeconds !== undefined &&
+          slot.maxQueueTime !== undefined &&
           waitSeconds * 1000 > Duration.toMillis(slot.maxQueueTime)
         ) {
           observer?.rejected(workloadOf(slot.remote, payload))
           return Effect.fail(
             new WorkerUnavailable({
               reason: "queue-full",
-              detail: `remote "${slot.remote.name}": estimated wait ${waitSeconds.toFixed(1)} s exceeds maxQueueTime ` +
+              detail:
+                `remote "${slot.remote.name}": estimated wait ${waitSeconds.toFixed(1)} s exceeds maxQueueTime ` +
                 `${Duration.format(slot.maxQueueTime)} (${pendingWorkload} workload pending at ${score!.toFixed(1)}/s)`,
               retryAfterMillis
             })
@@ -290,7 +293,7 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
             return handler
           })
         )
-        return Effect.gen(function*() {
+        return Effect.gen(function* () {
           const fiber = runCall!(Effect.interruptible(job))
           // `await`, not `join`: the caller must not inherit the call fiber's FiberRefs (the worker's runtime).
           const exit = yield* restore(Effect.flatten(Fiber.await(fiber))).pipe(
@@ -321,15 +324,14 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
         return Effect.fail(new RemoteNotFound({ remote: name, known: [...slots.keys()] }))
       }
       return Effect.flatMap(Clock.currentTimeNanos, (t0) =>
-        Effect.onExit(
-          invokeSlot(slot, payload, observer),
-          (exit) =>
-            Effect.map(Clock.currentTimeNanos, (t1) => {
-              const outcome = outcomeOf(exit)
-              const ran = outcome !== "invalid" && outcome !== "rejected"
-              recorder.record(name, outcome, ran ? Number(t1 - t0) / 1e9 : undefined)
-            })
-        ))
+        Effect.onExit(invokeSlot(slot, payload, observer), (exit) =>
+          Effect.map(Clock.currentTimeNanos, (t1) => {
+            const outcome = outcomeOf(exit)
+            const ran = outcome !== "invalid" && outcome !== "rejected"
+            recorder.record(name, outcome, ran ? Number(t1 - t0) / 1e9 : undefined)
+          })
+        )
+      )
     }
 
     const invokeSlot = (slot: Slot, payload: unknown, observer?: CallObserver): Effect.Effect<unknown, InvokeError> => {
@@ -343,9 +345,12 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
           if (Option.isSome(failure)) {
             const e = failure.value
             if (
-              e instanceof PayloadInvalid || e instanceof WorkerUnavailable || e instanceof CallTimeout ||
+              e instanceof PayloadInvalid ||
+              e instanceof WorkerUnavailable ||
+              e instanceof CallTimeout ||
               e instanceof RemoteNotFound
-            ) return Effect.fail(e)
+            )
+              return Effect.fail(e)
             // The remote's declared error: encode it for the wire.
             return slot.encodeError(e).pipe(
               Effect.matchEffect({
@@ -362,10 +367,18 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
         Effect.flatMap((value) =>
           slot.encodeSuccess(value).pipe(
             Effect.catchAll((e) =>
-              Effect.gen(function*() {
+              Effect.gen(function* () {
                 const id = nextId()
-                yield* Effect.logError(`Remote "${name}" returned a value its success schema cannot encode [id ${id}]`, e)
-                return yield* new CallFailed({ remote: name, reason: "encode", detail: "the result does not match the remote's success schema", id })
+                yield* Effect.logError(
+                  `Remote "${name}" returned a value its success schema cannot encode [id ${id}]`,
+                  e
+                )
+                return yield* new CallFailed({
+                  remote: name,
+                  reason: "encode",
+                  detail: "the result does not match the remote's success schema",
+                  id
+                })
               })
             )
           )
@@ -374,18 +387,25 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
     }
 
     const defect = (name: string, cause: Cause.Cause<unknown>) =>
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         const id = nextId()
         yield* Effect.logError(`Remote "${name}" failed with a defect [id ${id}]`, cause)
-        return yield* new CallFailed({ remote: name, reason: "defect", detail: "internal error in the remote function", id })
+        return yield* new CallFailed({
+          remote: name,
+          reason: "defect",
+          detail: "internal error in the remote function",
+          id
+        })
       })
 
     const startupFailed = (cause: Cause.Cause<unknown>): StartupFailed => {
       const records = registry.snapshot()
-      const rolledBack = records.filter((r) => r.state === "rolled-back" || r.state === "rollback-failed").map((r) => r.key)
-      const rollbackFailures = records.filter((r) => r.state === "rollback-failed").map((r) =>
-        new ContextFailure({ key: r.key, reason: "failed", detail: r.error ?? "unknown" })
-      )
+      const rolledBack = records
+        .filter((r) => r.state === "rolled-back" || r.state === "rollback-failed")
+        .map((r) => r.key)
+      const rollbackFailures = records
+        .filter((r) => r.state === "rollback-failed")
+        .map((r) => new ContextFailure({ key: r.key, reason: "failed", detail: r.error ?? "unknown" }))
       const bench = Cause.failureOption(cause).pipe(Option.filter((e) => e instanceof BenchmarkFailed))
       if (Option.isSome(bench)) {
         return new StartupFailed({
@@ -401,18 +421,21 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
         .sort((a, b) => (a.enterEndedAt ?? 0) - (b.enterEndedAt ?? 0))[0]
       return new StartupFailed({
         context: failed?.key ?? "(start-up)",
-        reason: failed === undefined
-          ? (Cause.isInterruptedOnly(cause) ? "interrupted" : "failed")
-          : failed.state === "timed-out"
-          ? "timed-out"
-          : "failed",
+        reason:
+          failed === undefined
+            ? Cause.isInterruptedOnly(cause)
+              ? "interrupted"
+              : "failed"
+            : failed.state === "timed-out"
+              ? "timed-out"
+              : "failed",
         detail: failed?.error ?? (Cause.isInterruptedOnly(cause) ? "interrupted" : Cause.pretty(cause)),
         rolledBack,
         rollbackFailures
       })
     }
 
-    const startup = Effect.gen(function*() {
+    const startup = Effect.gen(function* () {
       const built = yield* Layer.buildWithScope(deployment.layer, contextsScope).pipe(
         Effect.locally(WorkerContext.currentRegistry, registry),
         Effect.exit
@@ -427,9 +450,9 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
         runCall = run as unknown as typeof runCall
         if (options.benchmark !== false) {
           yield* setPhase("benchmarking")
-          const bench = yield* Benchmark.run(deployment.benchmarkRemote, (p) => call(deployment.benchmarkRemote, p, true)).pipe(
-            Effect.exit
-          )
+          const bench = yield* Benchmark.run(deployment.benchmarkRemote, (p) =>
+            call(deployment.benchmarkRemote, p, true)
+          ).pipe(Effect.exit)
           if (Exit.isSuccess(bench)) benchmark = bench.value
           result = bench
         }
@@ -450,7 +473,7 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
     const startupFiber = yield* Effect.forkIn(startup, outer)
 
     const shutdownNow = (exit: Exit.Exit<unknown, unknown>) =>
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         if (phase === "ready" || phase === "starting" || phase === "benchmarking") {
           const wasReady = phase === "ready"
           yield* setPhase("draining")
@@ -474,14 +497,16 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
           // Shut down during start-up: what entered was rolled back.
           yield* Deferred.fail(ready, startupFailed(Cause.interrupt(FiberId.none)))
         }
-        const failures = registry.snapshot()
+        const failures = registry
+          .snapshot()
           .filter((r) => r.state === "exit-failed" || r.state === "exit-timed-out")
-          .map((r) =>
-            new ContextFailure({
-              key: r.key,
-              reason: r.state === "exit-timed-out" ? "timed-out" : "failed",
-              detail: r.error ?? "unknown"
-            })
+          .map(
+            (r) =>
+              new ContextFailure({
+                key: r.key,
+                reason: r.state === "exit-timed-out" ? "timed-out" : "failed",
+                detail: r.error ?? "unknown"
+              })
           )
         if (!startupFailedAlready) yield* setPhase("stopped")
         if (failures.length > 0) return yield* new ShutdownFailed({ failures })

@@ -160,4 +160,5 @@ export const tidy = <A>(f: (tf: Tf) => A): Effect.Effect<A, never, Backend> =>
         result = f(tf)
       })
       return result!
-    }))
+    })
+  )

@@ -78,10 +78,7 @@ export interface DecodeOptions {
  * and corrupt files fail with `ImageInvalid`, the error a remote declares so that the caller learns what was expected.
  */
 export const decodeImage = (bytes: Uint8Array, options?: DecodeOptions): Effect.Effect<RgbImage, ImageInvalid> =>
-  Effect.mapError(
-    image.decodeImage(bytes, options),
-    (e) => new ImageInvalid({ reason: e.reason, message: e.message })
-  )
+  Effect.mapError(image.decodeImage(bytes, options), (e) => new ImageInvalid({ reason: e.reason, message: e.message }))
 
 /** Options of {@link detect}; the defaults are human's. */
 export interface DetectOptions {

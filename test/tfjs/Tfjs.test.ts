@@ -55,15 +55,18 @@ beforeAll(async () => {
 
 afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }))
 
-const classify = Remote.make("classify", {
-  payload: Schema.Struct({ x: Schema.Array(Schema.Number).pipe(Schema.itemsCount(4)) }),
-  success: Schema.Array(Schema.Number),
-  benchmark: { dataset: [{ x: input }], runs: 2 }
-}, ({ x }) =>
-  Effect.flatMap(
-    Classifier,
-    (model) => Tfjs.tidy((tf) => Array.from((model.predict(tf.tensor2d([[...x]])) as tf.Tensor).dataSync()))
-  ))
+const classify = Remote.make(
+  "classify",
+  {
+    payload: Schema.Struct({ x: Schema.Array(Schema.Number).pipe(Schema.itemsCount(4)) }),
+    success: Schema.Array(Schema.Number),
+    benchmark: { dataset: [{ x: input }], runs: 2 }
+  },
+  ({ x }) =>
+    Effect.flatMap(Classifier, (model) =>
+      Tfjs.tidy((tf) => Array.from((model.predict(tf.tensor2d([[...x]])) as tf.Tensor).dataSync()))
+    )
+)
 
 const deployment = (options: Omit<Tfjs.ModelOptions<Tfjs.LayersModel, []>, "path"> & { readonly path?: string }) =>
   Deployment.make("classifier", {
@@ -73,7 +76,7 @@ const deployment = (options: Omit<Tfjs.ModelOptions<Tfjs.LayersModel, []>, "path
 
 describe("Tfjs.layersModel", () => {
   it.scoped("loads a layers model from files, serves it, and frees every tensor at shutdown", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const before = tf.memory().numTensors
       const worker = yield* Worker.make(deployment({ warmup: 2 }))
       // 2 kernels + 2 biases
@@ -91,10 +94,11 @@ describe("Tfjs.layersModel", () => {
       )
       yield* worker.shutdown
       expect(tf.memory().numTensors).toBe(before)
-    }))
+    })
+  )
 
   it.scoped("warms up with a function inside tf.tidy", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const before = tf.memory().numTensors
       const seen: Array<number> = []
       const worker = yield* Worker.make(
@@ -112,10 +116,11 @@ describe("Tfjs.layersModel", () => {
       expect((yield* worker.report).contexts.find((c) => c.key === "Classifier")?.notes[0]).toContain(
         "warm-up (function)"
       )
-    }))
+    })
+  )
 
   it.scoped("fails start-up naming a missing model file, leaving nothing allocated", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const before = tf.memory().numTensors
       const missing = path.join(scratch, "missing", "model.json")
       const error = yield* Effect.flip(Worker.make(deployment({ path: missing })))
@@ -123,25 +128,31 @@ describe("Tfjs.layersModel", () => {
       expect(error.detail).toBe(`model file not found: ${missing}`)
       expect(error.rolledBack).toEqual([Tfjs.Backend.key])
       expect(tf.memory().numTensors).toBe(before)
-    }))
+    })
+  )
 
   it.scoped("disposes the model when its warm-up fails", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const before = tf.memory().numTensors
-      const error = yield* Effect.flip(Worker.make(deployment({
-        warmup: () => {
-          throw new Error("bad input")
-        }
-      })))
+      const error = yield* Effect.flip(
+        Worker.make(
+          deployment({
+            warmup: () => {
+              throw new Error("bad input")
+            }
+          })
+        )
+      )
       expect(error).toMatchObject({ context: "Classifier", reason: "failed" })
       expect(error.detail).toBe(`warming up ${modelJson} failed: bad input`)
       expect(tf.memory().numTensors).toBe(before)
-    }))
+    })
+  )
 })
 
 describe("Tfjs.backend", () => {
   it.scoped("notes the chosen backend, and why better ones were skipped, in the start-up report", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const worker = yield* Worker.make(deployment({}), { benchmark: false })
       const line = (yield* worker.report).contexts.find((c) => c.key === Tfjs.Backend.key)
       const selected = yield* selectBackend()
@@ -153,19 +164,21 @@ describe("Tfjs.backend", () => {
           "tensorflow skipped: @tensorflow/tfjs-node-gpu: not installed; @tensorflow/tfjs-node: not installed"
         )
       }
-    }))
+    })
+  )
 
   it.scoped("fails start-up clearly when TFJS_BACKEND names an unknown backend", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const error = yield* Effect.flip(Worker.make(deployment({}))).pipe(
         Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["TFJS_BACKEND", "webgpu"]])))
       )
       expect(error).toMatchObject({ _tag: "StartupFailed", context: Tfjs.Backend.key, reason: "failed" })
-      expect(error.detail).toBe("unknown TensorFlow.js backend \"webgpu\": expected one of tensorflow, wasm, cpu")
-    }))
+      expect(error.detail).toBe('unknown TensorFlow.js backend "webgpu": expected one of tensorflow, wasm, cpu')
+    })
+  )
 
   it.scoped("uses the backend TFJS_BACKEND demands", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const worker = yield* Worker.make(deployment({ warmup: 1 })).pipe(
         Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["TFJS_BACKEND", "cpu"]])))
       )
@@ -174,7 +187,8 @@ describe("Tfjs.backend", () => {
       expect(line?.notes).toEqual(["backend cpu (demanded by TFJS_BACKEND)"])
       const output = (yield* worker.invoke("classify", { x: input })) as Array<number>
       output.forEach((p, i) => expect(p).toBeCloseTo(expected[i]!, 5))
-    }).pipe(Effect.ensuring(Effect.promise(() => tf.setBackend("wasm")))))
+    }).pipe(Effect.ensuring(Effect.promise(() => tf.setBackend("wasm"))))
+  )
 })
 
 describe("effect-deployments/tfjs", () => {

@@ -18,7 +18,7 @@ const nativeInstalled = installed("@tensorflow/tfjs-node-gpu") || installed("@te
 
 describe("selectBackend", () => {
   it.effect("activates the best backend and says what it skipped", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const selected = yield* selectBackend()
       expect(backendNames).toContain(selected.name)
       expect(selected.tf.getBackend()).toBe(selected.name)
@@ -32,29 +32,33 @@ describe("selectBackend", () => {
       // the namespace runs ops on that backend
       const sum = selected.tf.add(selected.tf.tensor1d([1, 2]), selected.tf.tensor1d([3, 4]))
       expect(Array.from(sum.dataSync())).toEqual([4, 6])
-    }))
+    })
+  )
 
   it.effect("activates a demanded backend", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const cpu = yield* selectBackend("cpu")
       expect(cpu).toMatchObject({ name: "cpu", skipped: [] })
       expect(cpu.tf.getBackend()).toBe("cpu")
       const wasm = yield* selectBackend("wasm")
       expect(wasm.tf.getBackend()).toBe("wasm")
-    }))
+    })
+  )
 
   it.effect("fails on an unknown name, listing the known ones", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const error = yield* Effect.flip(selectBackend("webgpu"))
       expect(error).toMatchObject({ _tag: "BackendUnavailable", reason: "UnknownBackend", backend: "webgpu" })
       expect(error.message).toContain("tensorflow, wasm, cpu")
-    }))
+    })
+  )
 
   it.effect.skipIf(nativeInstalled)("fails on a demanded backend that is not installed, naming it and why", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const error = yield* Effect.flip(selectBackend("tensorflow"))
       expect(error).toMatchObject({ _tag: "BackendUnavailable", reason: "Unavailable", backend: "tensorflow" })
-      expect(error.message).toContain("\"tensorflow\" is unavailable")
+      expect(error.message).toContain('"tensorflow" is unavailable')
       expect(error.message).toContain("Cannot find package '@tensorflow/tfjs-node-gpu'")
-    }))
+    })
+  )
 })

@@ -30,7 +30,7 @@ const modelDir = (name: string, paths: ReadonlyArray<string>): string => {
 
 describe("fileSystem", () => {
   it.effect("loads centernet's model.json and shard into a graph model", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const artifacts = yield* Effect.promise(() => fileSystem(centernetPath).load())
       expect(artifacts.format).toBe("graph-model")
       expect(artifacts.weightSpecs).toHaveLength(267)
@@ -40,57 +40,66 @@ describe("fileSystem", () => {
       ])
       expect(model.outputNodes).toContain("tower_0/detections")
       model.dispose()
-    }))
+    })
+  )
 
   it.scoped("returns numTensors to its level before load once the model is disposed", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const before = tf.memory().numTensors
-      yield* Effect.scoped(Effect.gen(function*() {
-        yield* loadGraphModelScoped(movenetPath)
-        expect(tf.memory().numTensors).toBeGreaterThan(before + 100)
-      }))
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          yield* loadGraphModelScoped(movenetPath)
+          expect(tf.memory().numTensors).toBeGreaterThan(before + 100)
+        })
+      )
       expect(tf.memory().numTensors).toBe(before)
-    }))
+    })
+  )
 
   it.effect("names a missing model.json", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const missing = path.join(scratch, "nowhere", "model.json")
       const error = yield* Effect.flip(loadGraphModel(missing))
       expect(error).toMatchObject({ _tag: "ModelFileError", reason: "NotFound", path: missing })
       expect(error.message).toContain(missing)
-    }))
+    })
+  )
 
   it.effect("names a model.json that is not JSON", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const file = path.join(scratch, "broken.json")
-      fs.writeFileSync(file, "{ \"modelTopology\": ")
+      fs.writeFileSync(file, '{ "modelTopology": ')
       const error = yield* Effect.flip(loadGraphModel(file))
       expect(error).toMatchObject({ reason: "InvalidJson", path: file })
       const notAModel = path.join(scratch, "other.json")
-      fs.writeFileSync(notAModel, "{\"hello\": 1}")
+      fs.writeFileSync(notAModel, '{"hello": 1}')
       expect(yield* Effect.flip(loadGraphModel(notAModel))).toMatchObject({ reason: "InvalidManifest" })
-    }))
+    })
+  )
 
   it.effect("names a missing weight shard", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const file = modelDir("no-shard", ["weights.bin"])
       const error = yield* Effect.flip(loadGraphModel(file))
       expect(error).toMatchObject({ reason: "NotFound", path: path.join(path.dirname(file), "weights.bin") })
-    }))
+    })
+  )
 
   it.effect("refuses a truncated shard with the sizes", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const file = modelDir("truncated", ["weights.bin"])
       const shard = fs.readFileSync(movenetPath.replace(/\.json$/, ".bin"))
       fs.writeFileSync(path.join(path.dirname(file), "weights.bin"), shard.subarray(0, 1000))
       const error = yield* Effect.flip(loadGraphModel(file))
       expect(error.reason).toBe("WeightSizeMismatch")
       expect(error.message).toContain(`${shard.length} bytes of weights but its shards hold 1000`)
-    }))
+    })
+  )
 
   it.effect("refuses shard paths outside the model's directory", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const file = modelDir("escape", ["../../etc/passwd"])
       expect(yield* Effect.flip(loadGraphModel(file))).toMatchObject({ reason: "InvalidManifest" })
-    }))
+    })
+  )
 })

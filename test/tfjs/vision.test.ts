@@ -4,12 +4,16 @@ import { type Detection, detect, movenetKeypoints, pose } from "../../src/tfjs/i
 import { crop, layerWasm, Vision } from "../fixtures/tfjs.js"
 
 const inside = (d: Detection, width: number, height: number): boolean =>
-  d.box.x >= 0 && d.box.y >= 0 && d.box.width > 0 && d.box.height > 0 && d.box.x + d.box.width <= width &&
+  d.box.x >= 0 &&
+  d.box.y >= 0 &&
+  d.box.width > 0 &&
+  d.box.height > 0 &&
+  d.box.x + d.box.width <= width &&
   d.box.y + d.box.height <= height
 
 layer(layerWasm, { timeout: "60 seconds" })("vision on wasm", (it) => {
   it.effect("detect finds the people in the sample photo", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const { centernet, samples, tf } = yield* Vision
       const detections = detect(tf, centernet, samples, { minScore: 0.2, maxResults: 20 })
       const people = detections.filter((d) => d.label === "person")
@@ -25,20 +29,22 @@ layer(layerWasm, { timeout: "60 seconds" })("vision on wasm", (it) => {
       expect(scores).toEqual([...scores].sort((a, b) => b - a))
       // a person in the group photo (below y = 195) is found with a standing person's shape
       expect(people.some((d) => d.box.y > 195 && d.box.height > 2 * d.box.width)).toBe(true)
-    }))
+    })
+  )
 
   it.effect("detect honours maxResults and minScore", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const { centernet, samples, tf } = yield* Vision
       expect(detect(tf, centernet, samples, { minScore: 0.2, maxResults: 3 })).toHaveLength(3)
       const confident = detect(tf, centernet, samples, { minScore: 0.4, maxResults: 20 })
       expect(confident.length).toBeGreaterThan(0)
       expect(confident.every((d) => d.score >= 0.4)).toBe(true)
       expect(detect(tf, centernet, samples, { minScore: 0.99 })).toEqual([])
-    }))
+    })
+  )
 
   it.effect("pose places the standing figure's keypoints head to toe", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const { movenet, samples, tf } = yield* Vision
       // The first thumbnail: one full-length figure in a light room
       const figure = crop(samples, 0, 0, 160, 158)
@@ -57,10 +63,11 @@ layer(layerWasm, { timeout: "60 seconds" })("vision on wasm", (it) => {
       expect(at("leftHip").y).toBeLessThan(at("leftKnee").y)
       expect(at("leftKnee").y).toBeLessThan(at("leftAnkle").y)
       expect(at("leftAnkle").y).toBeGreaterThan(figure.height * 0.75)
-    }))
+    })
+  )
 
   it.effect("repeated calls leave no tensor behind", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const { centernet, movenet, samples, tf } = yield* Vision
       const figure = crop(samples, 0, 0, 160, 158)
       const before = tf.memory().numTensors
@@ -68,15 +75,17 @@ layer(layerWasm, { timeout: "60 seconds" })("vision on wasm", (it) => {
       for (let i = 0; i < 20; i++) detect(tf, centernet, samples)
       for (let i = 0; i < 100; i++) pose(tf, movenet, figure)
       expect(tf.memory().numTensors).toBe(before)
-    }))
+    })
+  )
 
   it.effect("refuses an image whose bytes do not match its size, leaking nothing", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const { centernet, tf } = yield* Vision
       const before = tf.memory().numTensors
       expect(() => detect(tf, centernet, { width: 10, height: 10, data: new Uint8Array(10) })).toThrow(
         "needs 300 bytes, got 10"
       )
       expect(tf.memory().numTensors).toBe(before)
-    }))
+    })
+  )
 })

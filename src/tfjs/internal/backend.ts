@@ -119,7 +119,7 @@ const isBackendName = (name: string): name is BackendName => (backendNames as Re
  * const { tf } = yield* selectBackend("wasm")              // wasm or a BackendUnavailable
  */
 export const selectBackend = (preferred?: string): Effect.Effect<SelectedBackend, BackendUnavailable> =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     if (preferred !== undefined && !isBackendName(preferred)) {
       return yield* new BackendUnavailable({
         reason: "UnknownBackend",
@@ -140,8 +140,9 @@ export const selectBackend = (preferred?: string): Effect.Effect<SelectedBackend
       reason: "Unavailable",
       backend,
       skipped,
-      message: preferred === undefined
-        ? `no TensorFlow.js backend could be loaded: ${skipped.map((s) => `${s.backend} (${s.reason})`).join(", ")}`
-        : `TensorFlow.js backend "${preferred}" is unavailable: ${skipped[0]?.reason ?? "unknown cause"}`
+      message:
+        preferred === undefined
+          ? `no TensorFlow.js backend could be loaded: ${skipped.map((s) => `${s.backend} (${s.reason})`).join(", ")}`
+          : `TensorFlow.js backend "${preferred}" is unavailable: ${skipped[0]?.reason ?? "unknown cause"}`
     })
   })

@@ -24,15 +24,16 @@ export const backendConfig = Config.option(Config.string("TFJS_BACKEND"))
 export const describeBackend = (selected: SelectedBackend, demanded: boolean): string => {
   const how = demanded ? "demanded by TFJS_BACKEND" : "best available"
   // Node's "Cannot find package 'x' imported from /long/path" says no more than "not installed" in a report line
-  const skipped = selected.skipped.map((s) =>
-    `${s.backend} skipped: ${s.reason.replace(/Cannot find package '[^']+' imported from [^;]*/g, "not installed")}`
+  const skipped = selected.skipped.map(
+    (s) =>
+      `${s.backend} skipped: ${s.reason.replace(/Cannot find package '[^']+' imported from [^;]*/g, "not installed")}`
   )
   return [`backend ${selected.name} (${how})`, ...skipped].join("; ")
 }
 
 /** Selects the backend TFJS_BACKEND demands, else the best one; logs and annotates the choice. */
 export const enterBackend: Effect.Effect<SelectedBackend, BackendUnavailable | ConfigError.ConfigError> = Effect.gen(
-  function*() {
+  function* () {
     const demanded = Option.getOrUndefined(yield* backendConfig)
     const selected = yield* selectBackend(demanded)
     for (const s of selected.skipped) {
@@ -141,7 +142,14 @@ const warmUp = <M>(
     )
   }
   return Effect.acquireUseRelease(
-    Effect.sync(() => inputs.map((i) => tf.zeros(i.shape!.map((d) => (d === null || d < 0 ? 1 : d)), i.dtype))),
+    Effect.sync(() =>
+      inputs.map((i) =>
+        tf.zeros(
+          i.shape!.map((d) => (d === null || d < 0 ? 1 : d)),
+          i.dtype
+        )
+      )
+    ),
     (tensors) =>
       Effect.tryPromise({
         try: async () => {
@@ -160,15 +168,18 @@ export const enterModel = <M>(
   modelPath: string,
   warmup: Warmup<M> | undefined
 ): Effect.Effect<M, ModelFileError | ModelWarmupFailed> =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     const file = path.resolve(modelPath)
     const t0 = yield* Clock.currentTimeMillis
     // Uninterruptible: an interrupted load would go on in its promise and leave weights that nothing disposes
     const model = yield* Effect.uninterruptible(kind.load(file))
     const t1 = yield* Clock.currentTimeMillis
-    const inputs = kind.inputs(model).map((i) => `${shapeText(i.shape)} ${i.dtype}`).join(", ")
+    const inputs = kind
+      .inputs(model)
+      .map((i) => `${shapeText(i.shape)} ${i.dtype}`)
+      .join(", ")
     const notes = [`${kind.name} ${path.basename(file)}`, `input ${inputs}`, `loaded in ${t1 - t0} ms`]
-    return yield* Effect.gen(function*() {
+    return yield* Effect.gen(function* () {
       if (warmup !== undefined && warmup !== 0) {
         yield* warmUp(kind, tf, model, file, warmup)
         const runs = typeof warmup === "number" ? `${warmup} run${warmup === 1 ? "" : "s"}` : "function"

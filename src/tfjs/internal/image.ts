@@ -52,7 +52,7 @@ const describe = (bytes: Uint8Array): string => {
 }
 
 const readUint32 = (bytes: Uint8Array, at: number): number =>
-  ((bytes[at] ?? 0) * 0x1000000) + (((bytes[at + 1] ?? 0) << 16) | ((bytes[at + 2] ?? 0) << 8) | (bytes[at + 3] ?? 0))
+  (bytes[at] ?? 0) * 0x1000000 + (((bytes[at + 1] ?? 0) << 16) | ((bytes[at + 2] ?? 0) << 8) | (bytes[at + 3] ?? 0))
 
 const readUint16 = (bytes: Uint8Array, at: number): number => ((bytes[at] ?? 0) << 8) | (bytes[at + 1] ?? 0)
 
@@ -115,30 +115,36 @@ export const decodeImage = (bytes: Uint8Array, options?: DecodeOptions): Effect.
   Effect.suspend(() => {
     const format = sniffFormat(bytes)
     if (format === undefined) {
-      return Effect.fail(new ImageDecodeError({
-        reason: "UnknownFormat",
-        message: `expected a JPEG or PNG image, got ${describe(bytes)}`
-      }))
+      return Effect.fail(
+        new ImageDecodeError({
+          reason: "UnknownFormat",
+          message: `expected a JPEG or PNG image, got ${describe(bytes)}`
+        })
+      )
     }
     const maxResolutionInMP = options?.maxResolutionInMP ?? defaultMaxResolutionInMP
     const dimensions = readDimensions(bytes, format)
     if (dimensions === undefined || dimensions.width === 0 || dimensions.height === 0) {
-      return Effect.fail(new ImageDecodeError({
-        reason: "Corrupt",
-        message: `the ${format.toUpperCase()} header in ${bytes.length} bytes gives no image size`
-      }))
+      return Effect.fail(
+        new ImageDecodeError({
+          reason: "Corrupt",
+          message: `the ${format.toUpperCase()} header in ${bytes.length} bytes gives no image size`
+        })
+      )
     }
     const megapixels = (dimensions.width * dimensions.height) / 1_000_000
     if (megapixels > maxResolutionInMP) {
-      return Effect.fail(new ImageDecodeError({
-        reason: "TooLarge",
-        message: `the ${format.toUpperCase()} image is ${dimensions.width}x${dimensions.height} (${
-          megapixels.toFixed(1)
-        } MP), over the limit of ${maxResolutionInMP} MP`
-      }))
+      return Effect.fail(
+        new ImageDecodeError({
+          reason: "TooLarge",
+          message: `the ${format.toUpperCase()} image is ${dimensions.width}x${dimensions.height} (${megapixels.toFixed(
+            1
+          )} MP), over the limit of ${maxResolutionInMP} MP`
+        })
+      )
     }
     return Effect.try({
-      try: () => format === "jpeg" ? decodeJpeg(bytes, maxResolutionInMP) : decodePng(bytes),
+      try: () => (format === "jpeg" ? decodeJpeg(bytes, maxResolutionInMP) : decodePng(bytes)),
       catch: (u) =>
         new ImageDecodeError({
           reason: "Corrupt",

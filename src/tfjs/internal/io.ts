@@ -129,9 +129,9 @@ export const fileSystem = (modelJsonPath: string): FileSystemHandler => {
           throw new ModelFileError({
             reason: "WeightSizeMismatch",
             path: shards.join(", "),
-            message: `${file} describes ${expected} bytes of weights but its shards hold ${actual} (${
-              shards.join(", ")
-            }): truncated or mismatched files?`
+            message: `${file} describes ${expected} bytes of weights but its shards hold ${actual} (${shards.join(
+              ", "
+            )}): truncated or mismatched files?`
           })
         }
         return [specs, buffers.map(ownBuffer)]
@@ -148,13 +148,15 @@ const loadWith = <M>(
   Effect.tryPromise({
     try: () => load(fileSystem(modelJsonPath)),
     catch: (u) =>
-      u instanceof ModelFileError ? u : new ModelFileError({
-        reason: "InvalidModel",
-        path: path.resolve(modelJsonPath),
-        message: `TensorFlow.js could not load ${path.resolve(modelJsonPath)}: ${
-          u instanceof Error ? u.message : String(u)
-        }`
-      })
+      u instanceof ModelFileError
+        ? u
+        : new ModelFileError({
+            reason: "InvalidModel",
+            path: path.resolve(modelJsonPath),
+            message: `TensorFlow.js could not load ${path.resolve(modelJsonPath)}: ${
+              u instanceof Error ? u.message : String(u)
+            }`
+          })
   })
 
 /**
@@ -173,7 +175,5 @@ export const loadLayersModel = (modelJsonPath: string): Effect.Effect<LayersMode
 /**
  * {@link loadGraphModel} whose weights are disposed when the scope closes.
  */
-export const loadGraphModelScoped = (
-  modelJsonPath: string
-): Effect.Effect<GraphModel, ModelFileError, Scope.Scope> =>
+export const loadGraphModelScoped = (modelJsonPath: string): Effect.Effect<GraphModel, ModelFileError, Scope.Scope> =>
   Effect.acquireRelease(loadGraphModel(modelJsonPath), (model) => Effect.sync(() => model.dispose()))

@@ -198,7 +198,9 @@ const clamp = (value: number, max: number): number => Math.min(Math.max(value, 0
 
 const imageTensor = (tf: Tf, rgb: RgbImage): TfCore.Tensor3D => {
   if (rgb.data.length !== rgb.width * rgb.height * 3) {
-    throw new Error(`an RGB image of ${rgb.width}x${rgb.height} needs ${rgb.width * rgb.height * 3} bytes, got ${rgb.data.length}`)
+    throw new Error(
+      `an RGB image of ${rgb.width}x${rgb.height} needs ${rgb.width * rgb.height * 3} bytes, got ${rgb.data.length}`
+    )
   }
   return tf.tensor3d(rgb.data, [rgb.height, rgb.width, 3], "int32")
 }
@@ -264,10 +266,11 @@ export const pose = (tf: Tf, model: VisionModel, rgb: RgbImage): Array<Keypoint>
   const padY = Math.floor((side - rgb.height) / 2)
   const dtype = model.inputs[0]?.dtype ?? "int32"
   const values = tf.tidy(() => {
-    const padded = tf.pad(imageTensor(tf, rgb), [[padY, side - rgb.height - padY], [padX, side - rgb.width - padX], [
-      0,
-      0
-    ]])
+    const padded = tf.pad(imageTensor(tf, rgb), [
+      [padY, side - rgb.height - padY],
+      [padX, side - rgb.width - padX],
+      [0, 0]
+    ])
     const input = tf.cast(tf.expandDims(tf.image.resizeBilinear(padded, [height, width]), 0), dtype)
     return single(model.execute(input)).dataSync() as Float32Array
   })
