@@ -36,13 +36,9 @@ export const enterBackend: Effect.Effect<SelectedBackend, BackendUnavailable | C
   function* () {
     const demanded = Option.getOrUndefined(yield* backendConfig)
     const selected = yield* selectBackend(demanded)
-    for (const s of selected.skipped) {
-      yield* Effect.logInfo(`TensorFlow.js backend ${s.backend} skipped: ${s.reason}`)
-    }
-    yield* Effect.logInfo(
-      `TensorFlow.js backend: ${selected.name}${demanded === undefined ? "" : " (demanded by TFJS_BACKEND)"}`
-    )
-    yield* WorkerContext.annotate(describeBackend(selected, demanded !== undefined))
+    const description = describeBackend(selected, demanded !== undefined)
+    yield* Effect.logInfo(`TensorFlow.js ${description}`)
+    yield* WorkerContext.annotate(description)
     return selected
   }
 )
