@@ -120,6 +120,21 @@ describe("Wire.decodeValue", () => {
     })
   )
 
+  it.effect("decodes bytes of many megabytes (an image), and still rejects misplaced padding", () =>
+    Effect.gen(function* () {
+      const big = Buffer.alloc(8 * 1024 * 1024)
+      for (let i = 0; i < big.length; i++) big[i] = i % 251
+      const decoded = yield* Wire.decodeValue({ type: "bytes", contents: big.toString("base64") })
+      expect(decoded).toBeInstanceOf(Uint8Array)
+      // Compared as buffers: a deep equality over 8 million elements is slow.
+      expect(big.equals(decoded as Uint8Array)).toBe(true)
+      for (const contents of ["AA=A", "A===", "AAAA=", "=AAA"]) {
+        expect((yield* decodeFailure({ type: "bytes", contents })).reason).toBe("InvalidBytes")
+      }
+      expect(yield* Wire.decodeValue({ type: "bytes", contents: "AA==" })).toEqual(new Uint8Array([0]))
+    })
+  )
+
   it.effect("fails on unpadded base64 and on non-string bytes contents", () =>
     Effect.gen(function* () {
       expect((yield* decodeFailure({ type: "bytes", contents: "AAE" })).reason).toBe("InvalidBytes")
