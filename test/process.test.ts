@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest"
 import { type ChildProcess, spawn } from "node:child_process"
+import * as Net from "node:net"
 import * as Path from "node:path"
 
 const root = Path.resolve(import.meta.dirname, "..")
@@ -113,6 +114,25 @@ describe.concurrent("the bin, in a child process", () => {
     expect(await worker.exited).toBe(0)
     expect(worker.output()).toContain("exit:model")
     expect(worker.output()).toContain("exit:cache")
+  })
+
+  it("a client that never finishes its request does not hold the process after shutdown", async () => {
+    const worker = start()
+    const [, url] = await worker.waitFor(/on (http:\/\/\S+)/)
+    await worker.waitFor(/^ready: /m)
+    const { port } = new URL(url!)
+    // Headers and half a body, then silence: the server waits for the rest (Node's own limit is 5 minutes).
+    const socket = Net.connect(Number(port), "127.0.0.1")
+    await new Promise<void>((resolve) => socket.on("connect", resolve))
+    const closed = new Promise<void>((resolve) => socket.on("close", () => resolve()))
+    socket.on("error", () => {})
+    socket.write('POST /remote/work HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"pay')
+    await until(async () => ((await (await fetch(`${url}/health`)).json()) as any).phase === "ready")
+    worker.child.kill("SIGTERM")
+    expect(await worker.exited).toBe(0)
+    // The worker cut the connection itself (the test never closes it).
+    await closed
+    expect(worker.output()).toContain("exit:model")
   })
 
   it("a failed exit makes the exit code non-zero (every context still exits)", async () => {

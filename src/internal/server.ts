@@ -87,6 +87,9 @@ export const DEFAULT_PORT = 8000
 /** @internal */
 export const DEFAULT_MAX_BODY_SIZE = 64 * 1024 * 1024
 
+/** After shutdown, how long connections still open may finish before they are cut. */
+const CLOSE_GRACE_MILLIS = 1000
+
 const optional = <A>(config: Config.Config<A>) => Config.option(config).pipe(Config.map(Option.getOrUndefined))
 
 /** @internal */
@@ -686,10 +689,19 @@ export const serveEffect = <Provides, E, Remotes extends Remote.Any>(
 ): Effect.Effect<Served<Provides, Remotes>, ServeError | ConfigError.ConfigError, Scope.Scope> =>
   Effect.gen(function* () {
     const resolved = yield* resolve(options)
-    const server = yield* NodeHttpServer.make(() => Http.createServer(), {
+    let nodeServer: Http.Server | undefined
+    const server = yield* NodeHttpServer.make(() => (nodeServer = Http.createServer()), {
       port: resolved.port,
       ...(resolved.host === undefined ? {} : { host: resolved.host })
     })
+    // Runs after the worker's shutdown (drain, exits) and before the listener closes. Closing waits for open
+    // connections, and a client that sent headers but never its body would hold the process for Node's 5-minute
+    // request timeout: give answered connections a moment to flush, then cut what is left.
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        setTimeout(() => nodeServer?.closeAllConnections(), CLOSE_GRACE_MILLIS).unref()
+      })
+    )
     return yield* Effect.provideService(serveWith(deployment, resolved), HttpServer.HttpServer, server)
   })
 
