@@ -124,8 +124,8 @@ export const make = <
     payload: Schema.Schema.Type<Payload>
   ) => Effect.Effect<Schema.Schema.Type<Success>, Schema.Schema.Type<Error>, R>
 ): Remote<Name, Payload, Success, Error, R> => {
-  if (name.length === 0 || !/^[A-Za-z0-9_.-]+$/.test(name)) {
-    throw new TypeError(`Remote name must be non-empty and URL-safe ([A-Za-z0-9_.-]), got "${name}"`)
+  if (name.length === 0 || name.length > 256 || !/^[A-Za-z0-9_.-]+$/.test(name)) {
+    throw new TypeError(`Remote name must be 1 to 256 URL-safe characters ([A-Za-z0-9_.-]), got "${name}"`)
   }
   return {
     [TypeId]: TypeId,

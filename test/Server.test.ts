@@ -91,6 +91,26 @@ describe("routes", () => {
     })
   )
 
+  it.scopedLive("405 with Allow for a wrong method; JSON 404s for remote names of any length", () =>
+    Effect.gen(function* () {
+      const { url } = yield* serve(app)
+      const get = yield* request(`${url}/remote/divide`, { method: "GET" })
+      expect(get.status).toBe(405)
+      expect(get.headers.get("allow")).toBe("POST")
+      expect(get.json).toMatchObject({ _tag: "MethodNotAllowed" })
+      const del = yield* request(`${url}/health`, { method: "DELETE" })
+      expect(del.status).toBe(405)
+      expect(del.headers.get("allow")).toBe("GET")
+      // Past the router's default parameter length (100) and past ours (1024): still JSON.
+      const long = yield* call(url, "r".repeat(120), {})
+      expect(long.status).toBe(404)
+      expect(long.json).toMatchObject({ _tag: "RemoteNotFound", remote: "r".repeat(120) })
+      const longer = yield* call(url, "r".repeat(2000), {})
+      expect(longer.status).toBe(404)
+      expect(longer.json._tag).toBe("RouteNotFound")
+    })
+  )
+
   it.scopedLive("answers /health while contexts enter; /ready and calls are 503 until ready", () =>
     Effect.gen(function* () {
       const gate = yield* Deferred.make<void>()

@@ -560,15 +560,14 @@ const makeApp = <Provides, Remotes extends Remote.Any>(
     HttpServerResponse.text(Metrics.renderPrometheus(snapshot), { contentType: "text/plain; version=0.0.4" })
   )
 
-  const notFound = Effect.map(HttpServerRequest.HttpServerRequest, (request) =>
-    json(
-      {
-        _tag: "RouteNotFound",
-        message: `No route ${request.method} ${request.url}; routes: POST /remote/<name>, GET /health, GET /ready, GET /metrics`
-      },
-      404
+  const methodNotAllowed = (allow: string) =>
+    Effect.map(HttpServerRequest.HttpServerRequest, (request) =>
+      json(
+        { _tag: "MethodNotAllowed", message: `${request.method} is not allowed on ${request.url}; use ${allow}` },
+        405,
+        { allow }
+      )
     )
-  )
 
   return HttpRouter.empty.pipe(
     HttpRouter.post(
@@ -583,9 +582,39 @@ const makeApp = <Provides, Remotes extends Remote.Any>(
     HttpRouter.get("/health", health),
     HttpRouter.get("/ready", ready),
     HttpRouter.get("/metrics", metrics),
+    otherMethods("/remote/:name", "POST", methodNotAllowed("POST")),
+    otherMethods("/health", "GET", methodNotAllowed("GET")),
+    otherMethods("/ready", "GET", methodNotAllowed("GET")),
+    otherMethods("/metrics", "GET", methodNotAllowed("GET")),
     HttpRouter.all("*", notFound)
   )
 }
+
+/** A JSON 404 for a path the worker does not serve. */
+const notFound = Effect.map(HttpServerRequest.HttpServerRequest, (request) =>
+  json(
+    {
+      _tag: "RouteNotFound",
+      message: `No route ${request.method} ${request.url}; routes: POST /remote/<name>, GET /health, GET /ready, GET /metrics`
+    },
+    404
+  )
+)
+
+const METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"] as const
+
+/** Route every method but `allowed` on `path` to `handler` (a 405: the path exists, the method does not). */
+const otherMethods =
+  (
+    path: HttpRouter.PathInput,
+    allowed: (typeof METHODS)[number],
+    handler: Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest>
+  ) =>
+  <E, R>(router: HttpRouter.HttpRouter<E, R>): HttpRouter.HttpRouter<E, R> => {
+    let routed = router
+    for (const method of METHODS) if (method !== allowed) routed = HttpRouter.route(method)(path, handler)(routed)
+    return routed
+  }
 
 // ---------------------------------------------------------------------------
 // serving
@@ -619,7 +648,16 @@ export const serveWith = <Provides, E, Remotes extends Remote.Any>(
     const reporter = options.report === undefined ? undefined : yield* EngineReport.make(options.report)
     if (reporter !== undefined) yield* Effect.forkScoped(Effect.provide(reporter.run, FetchHttpClient.layer))
     const w = yield* worker.start(deployment, options)
-    routes = yield* HttpRouter.toHttpApp(makeApp(w, options, authenticator, reporter, yield* Effect.clock))
+    const app = yield* HttpRouter.toHttpApp(makeApp(w, options, authenticator, reporter, yield* Effect.clock)).pipe(
+      // The router's default (100 characters) refuses a longer remote name before any route runs.
+      HttpRouter.withRouterConfig({ maxParamLength: 1024 })
+    )
+    // What the router still matches to nothing (a path segment over that limit) gets the same JSON 404.
+    routes = Effect.catchIf(
+      app,
+      (e: unknown) => (e as { _tag?: unknown })._tag === "RouteNotFound",
+      () => notFound
+    )
     if (reporter !== undefined) yield* reportStartup(w, reporter)
 
     yield* Effect.addFinalizer(() =>
