@@ -124,8 +124,10 @@ export const resolve = (options: ServeOptions): Effect.Effect<Resolved, ConfigEr
             ? "token"
             : "none")
       if (mode === "token") {
-        if (env.token === undefined) {
-          return yield* Effect.fail(ConfigError.MissingData(["WORKER_TOKEN"], "WORKER_AUTH=token needs WORKER_TOKEN"))
+        if (env.token === undefined || Redacted.value(env.token).trim() === "") {
+          return yield* Effect.fail(
+            ConfigError.MissingData(["WORKER_TOKEN"], "WORKER_AUTH=token needs a non-empty WORKER_TOKEN")
+          )
         }
         auth = { mode, token: env.token }
       } else if (mode === "signed") {
@@ -345,6 +347,8 @@ const makeAuthenticator = (auth: Auth): Effect.Effect<Authenticator, never, Scop
         return { header: () => undefined, envelope: () => undefined, ready: Effect.succeed(true) }
       case "token": {
         const token = Redacted.isRedacted(auth.token) ? Redacted.value(auth.token) : auth.token
+        // An empty token would refuse every call while looking configured: fail loudly at start instead.
+        if (token.trim() === "") return yield* Effect.dieMessage("auth token mode needs a non-empty token")
         return {
           header: (request) => {
             const header = request.headers["authorization"]
@@ -482,7 +486,7 @@ const makeApp = <Provides, Remotes extends Remote.Any>(
     Effect.gen(function* () {
       const request = yield* HttpServerRequest.HttpServerRequest
       const denied = authenticator.header(request)
-      if (denied !== undefined) return json(errorJson(denied), 401)
+      if (denied !== undefined) return json(errorJson(denied), 401, { "www-authenticate": "Bearer" })
       const body = yield* Effect.either(readBody(NodeHttpServerRequest.toIncomingMessage(request), options.maxBodySize))
       if (Either.isLeft(body)) {
         const e = body.left
