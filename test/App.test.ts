@@ -162,6 +162,12 @@ describe("App (Promise facade)", () => {
     app.remote({ name: "hello", benchmarkDataset: [{ name: "bench" }] }, async ({ name }: { name: string }) =>
       app.getContext(Greeter).greet(name)
     )
+    class QuotaExceeded extends Error {
+      readonly limit = 3
+    }
+    app.remote({ name: "fails" }, async ({ kind }: { kind: string }) => {
+      throw kind === "type" ? new TypeError("bad input") : new QuotaExceeded("over the quota")
+    })
     const { url } = await app.serve({ port: 0, host: "127.0.0.1", handleSignals: false })
     try {
       const response = await fetch(`${url}/remote/hello`, {
@@ -170,6 +176,24 @@ describe("App (Promise facade)", () => {
         body: JSON.stringify({ payload: { kwargs: { name: "ada" } } })
       })
       expect(await response.json()).toEqual({ result: { ok: "hello ada" } })
+      // What a remote throws keeps its class and message on the wire (the reference loses the message).
+      const thrown = async (kind: string) => {
+        const r = await fetch(`${url}/remote/fails`, {
+          method: "POST",
+          body: JSON.stringify({ payload: { kwargs: { kind } } })
+        })
+        return ((await r.json()) as { result: { err: { class: string; contents: Record<string, unknown> } } }).result
+          .err
+      }
+      expect(await thrown("type")).toMatchObject({
+        type: "obj",
+        class: "TypeError",
+        contents: { message: "bad input" }
+      })
+      expect(await thrown("quota")).toMatchObject({
+        class: "QuotaExceeded",
+        contents: { message: "over the quota", limit: 3 }
+      })
     } finally {
       await app.stop()
     }

@@ -205,10 +205,17 @@ const invokeErrorResponse = (e: worker.InvokeError): Effect.Effect<HttpServerRes
       // The reference's format: status 200, the error as an `obj` whose class is its tag, with its message kept.
       const encoded = e.encoded
       const message = (e.error as { message?: unknown } | null)?.message
+      // An Error instance as its own encoded form (a schema of Unknown or instanceOf, the Promise facade's thrown
+      // errors) goes as it is: Wire.err reads its name and its non-enumerable message.
       const value =
-        typeof encoded === "object" && encoded !== null && !Array.isArray(encoded)
-          ? { ...encoded, ...(typeof message === "string" && !("message" in encoded) ? { message } : {}) }
-          : encoded
+        encoded instanceof Error
+          ? encoded
+          : typeof encoded === "object" && encoded !== null && !Array.isArray(encoded)
+            ? {
+                ...encoded,
+                ...(typeof message === "string" && !Object.hasOwn(encoded, "message") ? { message } : {})
+              }
+            : encoded
       return Wire.err(
         typeof value === "object" && value !== null ? value : { _tag: "Error", message: String(value) }
       ).pipe(

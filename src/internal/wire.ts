@@ -301,7 +301,12 @@ const errorClass = (error: unknown): string => {
   if (typeof error === "object" && error !== null) {
     const tag = (error as { _tag?: unknown })._tag
     if (typeof tag === "string" && tag !== "") return tag
-    if (error instanceof Error && error.name !== "") return error.name
+    if (error instanceof Error) {
+      // A subclass that does not set `name` still says what it is through its constructor.
+      const ctor = (error as { constructor?: { name?: unknown } }).constructor?.name
+      if (error.name === "Error" && typeof ctor === "string" && ctor !== "") return ctor
+      if (error.name !== "") return error.name
+    }
   }
   return "Error"
 }
