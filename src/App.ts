@@ -137,23 +137,37 @@ export class App {
       }
     }
     const tag = Context.GenericTag<Entry>(cls.name)
+    const release = async (instance: ContextInstance, error: unknown) => {
+      if (typeof instance.exit === "function") await instance.exit(error)
+      else if (typeof instance[Symbol.asyncDispose] === "function") await instance[Symbol.asyncDispose]!()
+    }
     const layer = WorkerContext.make(tag, {
-      enter: Effect.tryPromise({
-        try: async () => {
+      enter: Effect.suspend(() => {
+        const entering = (async () => {
           const instance = Reflect.construct(cls, args) as ContextInstance
           const value = typeof instance.enter === "function" ? await instance.enter() : instance
           return { instance, value }
-        },
-        catch: (error) => error
+        })()
+        return Effect.tryPromise({ try: () => entering, catch: (error) => error }).pipe(
+          // A promise cannot be cancelled: when start-up is abandoned (a sibling failed, a timeout, a signal), wait
+          // for this enter to finish and exit what it allocated, so that nothing is left behind.
+          Effect.onInterrupt(() =>
+            Effect.promise(() =>
+              entering.then(
+                ({ instance }) => release(instance, new Error(`${cls.name} entered after start-up was abandoned`)),
+                () => undefined
+              )
+            )
+          )
+        )
       }),
       exit: ({ instance }, exit) =>
         Effect.tryPromise({
-          try: async () => {
-            const error =
+          try: () =>
+            release(
+              instance,
               Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause) ? Cause.squash(exit.cause) : undefined
-            if (typeof instance.exit === "function") await instance.exit(error)
-            else if (typeof instance[Symbol.asyncDispose] === "function") await instance[Symbol.asyncDispose]!()
-          },
+            ),
           catch: (error) => error
         })
     })

@@ -220,6 +220,35 @@ describe("App (Promise facade)", () => {
     expect(result).toBe(42)
   })
 
+  it("a context still entering when a sibling fails is exited once its enter finishes: nothing left allocated", async () => {
+    const app = new App("abandoned")
+    const events: Array<string> = []
+    class Fails {
+      async enter(): Promise<string> {
+        await new Promise((r) => setTimeout(r, 5))
+        throw new Error("no weights")
+      }
+    }
+    class Slow {
+      async enter() {
+        await new Promise((r) => setTimeout(r, 50))
+        events.push("slow allocated")
+        return this
+      }
+      async exit(error?: unknown) {
+        events.push(`slow freed: ${String(error)}`)
+      }
+    }
+    app.context(Fails)
+    app.context(Slow)
+    app.remote({ name: "noop", benchmarkDataset: [{}] }, async () => null)
+    const error = await app.start().catch((e) => e)
+    expect(error).toBeInstanceOf(StartupFailed)
+    expect(error.context).toBe("Fails")
+    // start() settles only after Slow was released.
+    expect(events).toEqual(["slow allocated", "slow freed: Error: Slow entered after start-up was abandoned"])
+  })
+
   it("checks the app like Deployment.make: exactly one benchmark", async () => {
     const app = new App("nobench")
     app.remote({ name: "a" }, async () => 1)
