@@ -39,8 +39,8 @@ export interface ContextInstance {
   [Symbol.asyncDispose]?(): PromiseLike<void>
 }
 
-/** A class usable as a context. */
-export type ContextClass = abstract new (...args: any) => ContextInstance
+/** A class usable as a context: any class; its instances may implement {@link ContextInstance}. */
+export type ContextClass = abstract new (...args: any) => object
 
 /** What `getContext(Cls)` returns: the resolved value of `enter()`, or the instance when it has no `enter`. */
 export type Entered<C extends ContextClass> =
@@ -48,8 +48,12 @@ export type Entered<C extends ContextClass> =
 
 /** Options of {@link App.remote}, named after the reference's decorator arguments. */
 export interface RemoteOptions<P> {
-  /** The remote's name (the URL path). Default: the function's name. */
-  readonly name?: string | undefined
+  /**
+   * The remote's name (the URL path: `POST /remote/<name>`). Required, unlike the reference, which takes the Python
+   * function's name: a JS arrow function passed inline has none, and a name that changes with a refactor would break
+   * every caller.
+   */
+  readonly name: string
   /** A Schema for the payload: validation, clear 400s, and positional `args` binding by field order. */
   readonly payload?: Schema.Struct<any> | undefined
   /** Sample payloads for the benchmark (exactly one remote of an app declares a benchmark). */
@@ -75,8 +79,10 @@ interface Entry {
   readonly value: unknown
 }
 
+/** The direct form `app.context(Cls, ...args)`: a `class`, or a constructor function with a lifecycle method. */
 const isContextClass = (u: unknown): u is ContextClass => {
   if (typeof u !== "function" || u.prototype === undefined) return false
+  if (/^class[\s{]/.test(Function.prototype.toString.call(u))) return true
   const p = u.prototype as Record<string | symbol, unknown>
   return typeof p.enter === "function" || typeof p.exit === "function" || typeof p[Symbol.asyncDispose] === "function"
 }
@@ -111,7 +117,7 @@ export class App {
   context<A extends Array<unknown>>(
     // A class as the first argument means the direct form: its arguments must match the constructor, not fall here.
     ...args: A extends [ContextClass, ...Array<unknown>] ? never : A
-  ): <C extends abstract new (...args: A) => ContextInstance>(cls: C, context: ClassDecoratorContext<C>) => void
+  ): <C extends abstract new (...args: A) => object>(cls: C, context: ClassDecoratorContext<C>) => void
   context(...all: Array<unknown>): unknown {
     if (isContextClass(all[0])) {
       const [cls, ...args] = all as [ContextClass, ...Array<unknown>]
@@ -183,8 +189,7 @@ export class App {
     fn: (payload: P) => R | Promise<R>
   ): RemoteFunction<P, Awaited<R>> {
     this.assertOpen("remote")
-    const name = options.name ?? fn.name
-    if (!name) throw new TypeError('app.remote: give the remote a name ({ name: "..." }) or pass a named function')
+    const name = options.name
     const hasBenchmark = options.benchmarkDataset !== undefined || options.benchmarkGenerator !== undefined
     const generator = options.benchmarkGenerator
     const remote = Remote.make(

@@ -249,6 +249,18 @@ describe("App (Promise facade)", () => {
     expect(events).toEqual(["slow allocated", "slow freed: Error: Slow entered after start-up was abandoned"])
   })
 
+  it("registers a plain class (no lifecycle methods) directly: getContext returns the instance", async () => {
+    const app = new App("plain-class")
+    class Settings {
+      constructor(readonly threshold: number) {}
+    }
+    expect(app.context(Settings, 0.5)).toBe(Settings)
+    app.remote({ name: "threshold", benchmarkDataset: [{}] }, async () => app.getContext(Settings).threshold)
+    await app.start()
+    expect(await app.invoke("threshold", {})).toBe(0.5)
+    await app.stop()
+  })
+
   it("checks the app like Deployment.make: exactly one benchmark", async () => {
     const app = new App("nobench")
     app.remote({ name: "a" }, async () => 1)
