@@ -269,19 +269,23 @@ export class App {
    * Serve the app over HTTP in this process (the reference's protocol; see `Worker.serve` for the options and the
    * environment they are read from). Resolves once the server listens and the worker is ready, with its URL; contexts
    * are entered, and `getContext` works, as after {@link start}. `stop()` drains and exits every context.
+   *
+   * Unless `handleSignals: false`, SIGTERM or SIGINT stops it as a worker process should: drain, exit every context,
+   * then end the process (exit code 0, or 1 when an exit failed). A second signal does not skip the exits.
    */
   async serve(options: Worker.ServeOptions = {}): Promise<{ readonly url: string; readonly report: Worker.Report }> {
     if (this.running !== undefined) throw new Error(`App "${this.name}" is already started`)
     const deployment = this.deployment
     const scope = await this.runtime.runPromise(Scope.make())
     const served = await this.runtime.runPromiseExit(
-      Scope.extend(Worker.serveEffect(deployment, { ...this.options, ...options }), scope)
+      Scope.extend(Worker.serveEffect(deployment, { ...this.options, ...options, handleSignals: false }), scope)
     )
     if (Exit.isFailure(served)) {
       await this.runtime.runPromise(Scope.close(scope, Exit.void))
       throw squash(served.cause)
     }
     this.running = { worker: served.value.worker, scope }
+    if (options.handleSignals !== false) this.exitOnSignal()
     const ready = await this.runtime.runPromiseExit(served.value.worker.awaitReady)
     if (Exit.isFailure(ready)) {
       this.running = undefined
@@ -289,6 +293,28 @@ export class App {
       throw squash(ready.cause)
     }
     return { url: served.value.url, report: await this.runtime.runPromise(served.value.worker.report) }
+  }
+
+  /** The process's signal handling while served: stop once, then end the process with the outcome. */
+  private exitOnSignal(): void {
+    let stopping = false
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        process.stderr.write(`${signal} again: still shutting down (contexts must exit first)\n`)
+        return
+      }
+      stopping = true
+      process.stderr.write(`${signal}: draining, then exiting every context\n`)
+      void this.stop().then(
+        () => process.exit(0),
+        (error: unknown) => {
+          process.stderr.write(`shutdown failed: ${error instanceof Error ? error.message : String(error)}\n`)
+          process.exit(1)
+        }
+      )
+    }
+    process.on("SIGTERM", onSignal)
+    process.on("SIGINT", onSignal)
   }
 
   /** Call a remote by name with a payload object, on the started app. */

@@ -5,9 +5,13 @@ import * as Path from "node:path"
 
 const root = Path.resolve(import.meta.dirname, "..")
 
-/** `npx effect-deployments serve <fixture>` as a child process on a free loopback port. */
-const start = (env: Record<string, string> = {}, fixture = "test/fixtures/lifecycle-app.ts") => {
-  const child: ChildProcess = spawn(process.execPath, ["bin/effect-deployments.mjs", "serve", fixture], {
+/** `npx effect-deployments serve <fixture>` (or a script of its own) as a child process on a free loopback port. */
+const start = (
+  env: Record<string, string> = {},
+  fixture = "test/fixtures/lifecycle-app.ts",
+  argv = ["bin/effect-deployments.mjs", "serve", fixture]
+) => {
+  const child: ChildProcess = spawn(process.execPath, argv, {
     cwd: root,
     env: { ...process.env, WORKER_PORT: "0", WORKER_HOST: "127.0.0.1", ...env },
     stdio: "pipe"
@@ -133,6 +137,15 @@ describe.concurrent("the bin, in a child process", () => {
     // The worker cut the connection itself (the test never closes it).
     await closed
     expect(worker.output()).toContain("exit:model")
+  })
+
+  it("app.serve(): SIGTERM drains, exits the contexts and ends the process", async () => {
+    const worker = start({}, "", ["--import", "tsx", "test/fixtures/app-serve.ts"])
+    const [, url] = await worker.waitFor(/^ready: (\S+)/m)
+    expect(await post(`${url}/remote/value`, { payload: {} })).toEqual({ status: 200, json: { result: { ok: 7 } } })
+    worker.child.kill("SIGTERM")
+    expect(await worker.exited).toBe(0)
+    expect(worker.output()).toContain("exit:resource")
   })
 
   it("a failed exit makes the exit code non-zero (every context still exits)", async () => {
