@@ -67,7 +67,9 @@ export type MetricsSnapshot = Metrics.Snapshot
  *   {@link CallObserver} sees the call admitted, started and refused.
  * - `call(remote, payload)`: the typed in-process path.
  * - `status`: the lifecycle phase as a `SubscriptionRef`; `report`: the start-up report.
- * - `shutdown`: drain and exit every context once; fails with `ShutdownFailed` listing every failed exit.
+ * - `shutdown`: drain and exit every context once; fails with `ShutdownFailed` listing every failed exit. Contexts
+ *   are told the worker ended successfully; `shutdownWith(exit)` tells them another ending (an interruption for a
+ *   signal). Whichever runs first wins; later calls wait for it.
  */
 export interface Worker<Provides = any, Remotes extends Remote.Any = Remote.Any> extends internal.Worker<
   Provides,

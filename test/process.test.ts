@@ -80,6 +80,8 @@ describe.concurrent("the bin, in a child process", () => {
     expect(Math.min(...[1, 2, 3].map((x) => out.indexOf(`done:${x}`)))).toBeGreaterThan(0)
     // Model depends on nothing and Cache on nothing: both exit, after every call finished.
     expect(out.indexOf("exit:model")).toBeGreaterThan(lastDone)
+    // A signal ends the worker by interruption, and the context is told so.
+    expect(out).toContain("exit:model (interrupted)")
     expect(out.indexOf("exit:cache")).toBeGreaterThan(lastDone)
     expect(out).not.toContain("done:4")
   })

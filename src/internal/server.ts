@@ -18,6 +18,7 @@ import {
   Effect,
   Either,
   Exit,
+  FiberId,
   HashSet,
   Layer,
   Option,
@@ -671,10 +672,11 @@ export const serveWith = <Provides, E, Remotes extends Remote.Any>(
     )
     if (reporter !== undefined) yield* reportStartup(w, reporter)
 
-    yield* Effect.addFinalizer(() =>
+    yield* Effect.addFinalizer((scopeExit) =>
       Effect.gen(function* () {
-        // The process exit code: non-zero when an exit failed or start-up failed on its own (not by a signal).
-        const exit = yield* Effect.exit(w.shutdown)
+        // The contexts are told how the scope ended (an interruption when runMain stops on a signal). The process
+        // exit code: non-zero when an exit failed or start-up failed on its own (not by a signal).
+        const exit = yield* Effect.exit(w.shutdownWith(scopeExit))
         if (Exit.isFailure(exit)) return yield* Effect.die(Cause.squash(exit.cause))
         const report = yield* w.report
         if (report.phase === "failed") {
@@ -686,7 +688,8 @@ export const serveWith = <Provides, E, Remotes extends Remote.Any>(
 
     yield* Deferred.await(signaled).pipe(
       Effect.flatMap((signal) => Effect.logInfo(`${signal}: draining, then exiting every context`)),
-      Effect.zipRight(Effect.ignore(w.shutdown)),
+      // A signal ends the worker by interruption: that is what each context's `exit` is told.
+      Effect.zipRight(Effect.ignore(w.shutdownWith(Exit.interrupt(FiberId.none)))),
       Effect.forkScoped
     )
 

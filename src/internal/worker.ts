@@ -102,6 +102,7 @@ export interface Worker<Provides, Remotes extends Remote.Any> {
   readonly stats: Effect.Effect<ReadonlyArray<RemoteStats>>
   readonly metrics: Effect.Effect<Metrics.Snapshot>
   readonly shutdown: Effect.Effect<void, ShutdownFailed>
+  readonly shutdownWith: (exit: Exit.Exit<unknown, unknown>) => Effect.Effect<void, ShutdownFailed>
   readonly registry: Registry
 }
 
@@ -564,6 +565,7 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
         pendingWorkload
       })),
       shutdown: shutdown(Exit.void),
+      shutdownWith: shutdown,
       registry
     }
   })
