@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Deferred, Effect, Exit, Fiber, Layer, Schema, TestClock } from "effect"
+import { Cause, Context, Deferred, Effect, Exit, Fiber, Layer, Schema, TestClock } from "effect"
 import * as Deployment from "../src/Deployment.js"
 import * as Remote from "../src/Remote.js"
 import * as Worker from "../src/Worker.js"
@@ -374,6 +374,25 @@ describe("calls", () => {
       yield* TestClock.adjust("200 millis")
       expect(yield* Fiber.join(first)).toBe("done")
       expect(yield* Fiber.join(second)).toBe("done")
+    })
+  )
+
+  it.scoped("admits concurrency + maxQueue calls of a burst and refuses the rest", () =>
+    Effect.gen(function* () {
+      const worker = yield* Worker.make(app, noBench)
+      // Six calls at once, with no yield between them: one runs, one waits, four are refused.
+      const exits = yield* Effect.fork(
+        Effect.all(
+          Array.from({ length: 6 }, () => Effect.exit(worker.invoke("slow", { ms: 100 }))),
+          { concurrency: "unbounded" }
+        )
+      )
+      yield* TestClock.adjust("200 millis")
+      const results = yield* Fiber.join(exits)
+      expect(results.filter(Exit.isSuccess)).toHaveLength(2)
+      const refused = results.filter(Exit.isFailure).map((e) => Cause.squash(e.cause))
+      expect(refused).toHaveLength(4)
+      for (const r of refused) expect(r).toMatchObject({ _tag: "WorkerUnavailable", reason: "queue-full" })
     })
   )
 

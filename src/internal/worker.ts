@@ -243,7 +243,8 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
         // Seconds until the work already admitted is done, at the measured rate (as the reference estimates it).
         const waitSeconds = score === undefined || score <= 0 ? undefined : pendingWorkload / score
         const retryAfterMillis = waitSeconds === undefined ? undefined : Math.ceil(waitSeconds * 1000)
-        if (slot.queued >= slot.remote.maxQueue && slot.running >= slot.remote.concurrency) {
+        // Admitted calls count whether or not they hold a slot yet: a burst admitted in one tick has none yet.
+        if (slot.running + slot.queued >= slot.remote.concurrency + slot.remote.maxQueue) {
           observer?.rejected(workloadOf(slot.remote, payload))
           return Effect.fail(
             new WorkerUnavailable({
