@@ -8,7 +8,7 @@
  * @since 0.1.0
  */
 import { Clock, Context, Duration, Effect, Exit, FiberRef, Layer } from "effect"
-import { Registry } from "./internal/registry.js"
+import { latest, Registry } from "./internal/registry.js"
 import type { ContextRecord, ContextState } from "./internal/registry.js"
 import { ContextNotFound, ContextTimeout } from "./WorkerError.js"
 
@@ -54,8 +54,15 @@ type Undeclared<R, Deps extends ReadonlyArray<AnyTag>> = [Exclude<R, Context.Tag
   ? unknown
   : { readonly "dependsOn is missing the tags of": Exclude<R, Context.Tag.Identifier<Deps[number]>> }
 
+const noWorker = new Registry([], "running")
+
 /** The registry that {@link get} reads. Each worker sets its own for the fibers it runs. */
-export const currentRegistry: FiberRef.FiberRef<Registry> = FiberRef.unsafeMake(new Registry([], "running"))
+export const currentRegistry: FiberRef.FiberRef<Registry> = FiberRef.unsafeMake(noWorker)
+
+/** The registry a lookup reads: the fiber's worker's, else (outside any worker's fibers) the latest worker's. */
+const lookupRegistry = Effect.map(FiberRef.get(currentRegistry), (registry) =>
+  registry === noWorker ? (latest.registry ?? registry) : registry
+)
 
 /** The key of the context whose `enter` is running (read by {@link annotate}). */
 const currentKey: FiberRef.FiberRef<string | undefined> = FiberRef.unsafeMake<string | undefined>(undefined)
@@ -155,10 +162,11 @@ export const isWorkerContext = (u: unknown): u is WorkerContext<unknown, unknown
 /**
  * The typed, dynamic lookup of an entered context (the reference's `get_context`). Fails with `ContextNotFound`:
  * `not-registered` when the running deployment has no such context, `not-entered` when it has not finished entering,
- * failed, or has already exited. Inside a remote, prefer `yield* Tag`, which the compiler checks.
+ * failed, or has already exited. Inside a remote, prefer `yield* Tag`, which the compiler checks. Outside a worker's
+ * own fibers (the code that started it, a detached fiber) it reads the worker most recently started in the process.
  */
 export const get = <I, S>(tag: Context.Tag<I, S>): Effect.Effect<S, ContextNotFound> =>
-  Effect.flatMap(FiberRef.get(currentRegistry), (registry) => registry.lookup(tag.key) as Exit.Exit<S, ContextNotFound>)
+  Effect.flatMap(lookupRegistry, (registry) => registry.lookup(tag.key) as Exit.Exit<S, ContextNotFound>)
 
 /**
  * Record a fact about the entering context in the start-up report (e.g. "backend: wasm (tensorflow: not installed)").

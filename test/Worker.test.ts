@@ -300,8 +300,11 @@ describe("WorkerContext.get", () => {
     })
   )
 
-  it.effect("outside any worker every context is not-registered", () =>
+  it.scoped("outside the worker's fibers (the code that started it) get reads the latest worker", () =>
     Effect.gen(function* () {
+      const Live = WorkerContext.make(Registered, { enter: Effect.succeed("from the worker") })
+      yield* Worker.make(Deployment.make("outside", { contexts: [Live], remotes: [ping] }), noBench)
+      expect(yield* WorkerContext.get(Registered)).toBe("from the worker")
       const e = yield* Effect.flip(WorkerContext.get(Unregistered))
       expect(e.reason).toBe("not-registered")
     })

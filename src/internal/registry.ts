@@ -161,3 +161,6 @@ export class Registry {
  * (the Promise facade's synchronous `getContext`, whoever started the worker) finds its contexts.
  */
 export const activeRegistries = new WeakMap<object, Registry>()
+
+/** The registry of the worker most recently started in this process, whatever its deployment. */
+export const latest: { registry: Registry | undefined } = { registry: undefined }

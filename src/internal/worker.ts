@@ -34,7 +34,7 @@ import {
   WorkerUnavailable
 } from "../WorkerError.js"
 import * as Metrics from "./metrics.js"
-import { activeRegistries, Registry } from "./registry.js"
+import { activeRegistries, latest, Registry } from "./registry.js"
 import type { ContextRecord } from "./registry.js"
 
 export type Phase = "starting" | "benchmarking" | "ready" | "draining" | "stopping" | "stopped" | "failed"
@@ -168,6 +168,7 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
     const outer = yield* Effect.scope
     const registry = new Registry(deployment.contexts)
     activeRegistries.set(deployment, registry)
+    latest.registry = registry
     const startedAt = yield* Clock.currentTimeMillis
     const status = yield* SubscriptionRef.make<Status>({ phase: "starting", since: startedAt })
     const contextsScope = yield* Scope.make()
