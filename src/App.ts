@@ -19,10 +19,14 @@
  *
  * @since 0.1.0
  */
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
+import type * as HttpClient from "@effect/platform/HttpClient"
 import { Cause, Context, Effect, Exit, Layer, ManagedRuntime, Schema, Scope } from "effect"
 import * as Deployment from "./Deployment.js"
 import * as Remote from "./Remote.js"
 import * as Worker from "./Worker.js"
+import type { Options as ClientOptions, PromiseClient } from "./WorkerClient.js"
+import * as ClientInternal from "./internal/client.js"
 import { activeRegistries } from "./internal/registry.js"
 import * as WorkerContext from "./WorkerContext.js"
 import { ContextNotFound, DeploymentInvalid, RemoteFailure, WorkerUnavailable } from "./WorkerError.js"
@@ -355,4 +359,32 @@ export class App {
   private invalid(reason: DeploymentInvalid["reason"], names: Array<string>, detail: string): DeploymentInvalid {
     return new DeploymentInvalid({ reason, names, detail: `App "${this.name}": ${detail}` })
   }
+}
+
+// One runtime for every Promise client: the fetch client holds no resources, so it never needs disposing.
+let clientRuntime: ManagedRuntime.ManagedRuntime<HttpClient.HttpClient, never> | undefined
+
+/**
+ * The typed HTTP client of a served worker, for Promise callers: `WorkerClient.makePromise`. A call rejects with the
+ * error value itself (the remote's declared error, `WorkerUnavailable`, `CallFailed`, ...), not a FiberFailure.
+ */
+export const promiseClient = <Provides, E, Remotes extends Remote.Any>(
+  deployment: Deployment.Deployment<Provides, E, Remotes>,
+  options: ClientOptions
+): PromiseClient<Remotes> => {
+  clientRuntime ??= ManagedRuntime.make(FetchHttpClient.layer)
+  const runtime = clientRuntime
+  const client = runtime.runSync(ClientInternal.make(deployment, options)) as unknown as Record<
+    string,
+    (payload: unknown) => Effect.Effect<unknown, unknown>
+  >
+  const out: Record<string, (payload: unknown) => Promise<unknown>> = {}
+  for (const [name, call] of Object.entries(client)) {
+    out[name] = (payload) =>
+      runtime.runPromiseExit(call(payload)).then((exit) => {
+        if (Exit.isSuccess(exit)) return exit.value
+        throw Cause.squash(exit.cause)
+      })
+  }
+  return out as unknown as PromiseClient<Remotes>
 }

@@ -6,9 +6,9 @@
  */
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import type * as HttpClient from "@effect/platform/HttpClient"
-import { Cause, Exit, ManagedRuntime } from "effect"
 import type { Duration, Effect, Redacted, Schema } from "effect"
 import type * as Deployment from "./Deployment.js"
+import { promiseClient } from "./App.js"
 import * as internal from "./internal/client.js"
 import type * as Remote from "./Remote.js"
 
@@ -67,12 +67,10 @@ export type PromiseClient<Remotes extends Remote.Any> = {
   ) => Promise<Schema.Schema.Type<Rm["success"]>>
 }
 
-// One runtime for every Promise client: the fetch client holds no resources, so it never needs disposing.
-let runtime: ManagedRuntime.ManagedRuntime<HttpClient.HttpClient, never> | undefined
-
 /**
  * {@link make} for Promise callers (over `fetch`). A call rejects with the error value itself (`instanceof` works:
- * the remote's declared error, `WorkerUnavailable`, `CallFailed`, ...), not a wrapper.
+ * the remote's declared error, `WorkerUnavailable`, `CallFailed`, ...), not a wrapper. (It lives with the rest of the
+ * Promise facade, in App.ts, which runs the effects.)
  *
  * @example
  * ```ts
@@ -80,26 +78,10 @@ let runtime: ManagedRuntime.ManagedRuntime<HttpClient.HttpClient, never> | undef
  * await client.square({ x: 5 }) // 25
  * ```
  */
-export const makePromise = <Provides, E, Remotes extends Remote.Any>(
+export const makePromise: <Provides, E, Remotes extends Remote.Any>(
   deployment: Deployment.Deployment<Provides, E, Remotes>,
   options: Options
-): PromiseClient<Remotes> => {
-  runtime ??= ManagedRuntime.make(FetchHttpClient.layer)
-  const rt = runtime
-  const client = rt.runSync(make(deployment, options)) as unknown as Record<
-    string,
-    (payload: unknown) => Effect.Effect<unknown, unknown>
-  >
-  const out: Record<string, (payload: unknown) => Promise<unknown>> = {}
-  for (const [name, call] of Object.entries(client)) {
-    out[name] = (payload) =>
-      rt.runPromiseExit(call(payload)).then((exit) => {
-        if (Exit.isSuccess(exit)) return exit.value
-        throw Cause.squash(exit.cause)
-      })
-  }
-  return out as unknown as PromiseClient<Remotes>
-}
+) => PromiseClient<Remotes> = promiseClient
 
 /** Re-exported so a Promise caller can build the Effect client on the same transport. */
 export const layerFetch: typeof FetchHttpClient.layer = FetchHttpClient.layer
