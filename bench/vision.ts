@@ -24,7 +24,6 @@ import {
   centernetPath,
   detect,
   Movenet,
-  MovenetLive,
   movenetPath,
   pose,
   sampleBytes
