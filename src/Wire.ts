@@ -129,9 +129,10 @@ export const encodeValue: (value: unknown, options?: EncodeOptions) => Effect.Ef
  *
  * @example
  * ```ts
- * Wire.encodeError(new ContextNotFound({ reason: "NotEntered", message: "model not loaded" }))
+ * Wire.encodeError(new ContextNotFound({ key: "Model", reason: "not-entered", state: "entering" }))
  * // { type: "obj", module: { type: "relative", path: [] }, class: "ContextNotFound",
- * //   contents: { reason: "NotEntered", _tag: "ContextNotFound", message: "model not loaded" } }
+ * //   contents: { key: "Model", reason: "not-entered", state: "entering", _tag: "ContextNotFound",
+ * //     message: "Context \"Model\" is registered but not entered (state: entering)" } }
  * ```
  *
  * @since 0.1.0
