@@ -12,6 +12,10 @@ import { latest, Registry } from "./internal/registry.js"
 import type { ContextRecord, ContextState } from "./internal/registry.js"
 import { ContextNotFound, ContextTimeout } from "./WorkerError.js"
 
+/**
+ * A context's line in the start-up report (`ContextRecord`), its lifecycle state (`ContextState`), and the registry
+ * of a worker's contexts (`Registry`, as `worker.registry`: what `get` and the Promise facade's `getContext` read).
+ */
 export type { ContextRecord, ContextState }
 export { Registry }
 
