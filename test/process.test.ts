@@ -1,42 +1,13 @@
 import { describe, expect, it } from "vitest"
-import { type ChildProcess, spawn } from "node:child_process"
 import * as Net from "node:net"
-import * as Path from "node:path"
+import { spawnWorker } from "./fixtures/child.js"
 
-const root = Path.resolve(import.meta.dirname, "..")
-
-/** `npx effect-deployments serve <fixture>` (or a script of its own) as a child process on a free loopback port. */
+/** `effect-deployments serve <fixture>` (or a script of its own) as a child process on a free loopback port. */
 const start = (
   env: Record<string, string> = {},
   fixture = "test/fixtures/lifecycle-app.ts",
   argv = ["bin/effect-deployments.mjs", "serve", fixture]
-) => {
-  const child: ChildProcess = spawn(process.execPath, argv, {
-    cwd: root,
-    env: { ...process.env, WORKER_PORT: "0", WORKER_HOST: "127.0.0.1", ...env },
-    stdio: "pipe"
-  })
-  let output = ""
-  const waiters: Array<() => void> = []
-  const onData = (chunk: Buffer) => {
-    output += chunk.toString("utf8")
-    for (const w of waiters.splice(0)) w()
-  }
-  child.stdout!.on("data", onData)
-  child.stderr!.on("data", onData)
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
-  const waitFor = (pattern: RegExp): Promise<RegExpMatchArray> =>
-    new Promise((resolve, reject) => {
-      const check = () => {
-        const match = pattern.exec(output)
-        if (match !== null) return resolve(match)
-        if (child.exitCode !== null) return reject(new Error(`exited before ${pattern}:\n${output}`))
-        waiters.push(check)
-      }
-      check()
-    })
-  return { child, output: () => output, waitFor, exited }
-}
+) => spawnWorker(argv, env)
 
 const post = (url: string, body: unknown) =>
   fetch(url, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" } }).then(

@@ -1,42 +1,14 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { type ChildProcess, execFile, spawn } from "node:child_process"
-import * as Path from "node:path"
+import { execFile } from "node:child_process"
 import { demo, formatDetections } from "../examples/vision-worker/demo.js"
 import { sampleBytes } from "../examples/vision-worker/app.js"
 import * as Wire from "../src/Wire.js"
 import * as Worker from "../src/Worker.js"
-
-const root = Path.resolve(import.meta.dirname, "..")
+import { root, spawnWorker } from "./fixtures/child.js"
 
 /** The entry of `npm start`, run as npm's tsx runs it but without the launcher process, so the signal reaches it. */
-const startServe = () => {
-  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", "examples/vision-worker/serve.ts"], {
-    cwd: root,
-    env: { ...process.env, WORKER_PORT: "0", WORKER_HOST: "127.0.0.1" },
-    stdio: "pipe"
-  })
-  let output = ""
-  const waiters: Array<() => void> = []
-  const onData = (chunk: Buffer) => {
-    output += chunk.toString("utf8")
-    for (const w of waiters.splice(0)) w()
-  }
-  child.stdout!.on("data", onData)
-  child.stderr!.on("data", onData)
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
-  const waitFor = (pattern: RegExp): Promise<RegExpMatchArray> =>
-    new Promise((resolve, reject) => {
-      const check = () => {
-        const match = pattern.exec(output)
-        if (match !== null) return resolve(match)
-        if (child.exitCode !== null) return reject(new Error(`exited before ${pattern}:\n${output}`))
-        waiters.push(check)
-      }
-      check()
-    })
-  return { child, output: () => output, waitFor, exited }
-}
+const startServe = () => spawnWorker(["--import", "tsx", "examples/vision-worker/serve.ts"])
 
 /** A `detect` result off the wire (the reference's typed list/dict encoding) as plain detections. */
 const decodeDetections = (body: unknown) =>
