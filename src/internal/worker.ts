@@ -1,7 +1,6 @@
 import {
   Cause,
   Clock,
-  Context,
   Deferred,
   Duration,
   Effect,
@@ -173,7 +172,7 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
     const status = yield* SubscriptionRef.make<Status>({ phase: "starting", since: startedAt })
     const contextsScope = yield* Scope.make()
     const inflight = yield* FiberSet.make<unknown, unknown>()
-    const ready = yield* Deferred.make<Context.Context<Provides>, StartupFailed>()
+    const ready = yield* Deferred.make<void, StartupFailed>()
     const drainTimeout = Duration.decode(options.drainTimeout ?? DEFAULT_DRAIN)
     const callTimeout = options.callTimeout === undefined ? undefined : Duration.decode(options.callTimeout)
     const recorder = new Metrics.Recorder(deployment.remotes.keys())
@@ -184,7 +183,6 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
     let benchmark: Benchmark.Result | undefined
     // Forks a call into `inflight` with the entered contexts and the registry already in its runtime: set once at
     // start-up rather than per call (providing and joining per call cost a third of a trivial call's time).
-    let context: Context.Context<Provides> | undefined
     let runCall: ((effect: Effect.Effect<unknown, unknown>) => Fiber.RuntimeFiber<unknown, unknown>) | undefined
     let active = 0
     // Workload units of every admitted call not yet finished: with the score, how long a new call would wait.
@@ -445,7 +443,6 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
       )
       let result: Exit.Exit<unknown, unknown> = built
       if (Exit.isSuccess(built)) {
-        context = built.value
         const run = yield* FiberSet.runtime(inflight)<Provides>().pipe(
           Effect.provide(built.value),
           Effect.locally(WorkerContext.currentRegistry, registry)
@@ -464,7 +461,7 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
         registry.phase = "running"
         readyAt = yield* Clock.currentTimeMillis
         yield* setPhase("ready")
-        yield* Deferred.succeed(ready, context!)
+        yield* Deferred.succeed(ready, undefined)
       } else {
         // Roll back: exit every context that entered, handing it the failure.
         yield* Scope.close(contextsScope, result)
@@ -542,7 +539,7 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
       deployment: deployment as Deployment.Deployment<Provides, any, Remotes>,
       status,
       report,
-      awaitReady: Effect.asVoid(Deferred.await(ready)),
+      awaitReady: Deferred.await(ready),
       invoke,
       call: ((remote: Remote.Any, payload: unknown) => call(remote, payload)) as Worker<Provides, Remotes>["call"],
       stats: Effect.sync(() =>
