@@ -16,14 +16,8 @@ import {
   WorkerUnavailable
 } from "../WorkerError.js"
 
-/** @internal */
-export interface Options {
-  readonly url: string
-  readonly token?: string | Redacted.Redacted<string> | undefined
-  readonly deadline?: Duration.DurationInput | undefined
-  readonly baseDelay?: Duration.DurationInput | undefined
-  readonly maxDelay?: Duration.DurationInput | undefined
-}
+/** The public options, documented in WorkerClient.ts (a type-only import). @internal */
+export type Options = import("../WorkerClient.js").Options
 
 /** @internal */
 export type CallError =

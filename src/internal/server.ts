@@ -56,15 +56,8 @@ export type Auth =
       readonly reportAddr?: string | undefined
     }
 
-/** @internal */
-export interface ServeOptions extends worker.Options {
-  readonly port?: number | undefined
-  readonly host?: string | undefined
-  readonly maxBodySize?: number | undefined
-  readonly auth?: Auth | undefined
-  readonly handleSignals?: boolean | undefined
-  readonly report?: EngineReport.Options | false | undefined
-}
+/** The public options, documented in Worker.ts (a type-only import: no module cycle at run time). @internal */
+export type ServeOptions = import("../Worker.js").ServeOptions
 
 /** @internal */
 export interface Resolved extends worker.Options {
