@@ -23,7 +23,9 @@
  *
  * @since 0.1.0
  */
+import type { Stream } from "effect"
 import { Effect, ParseResult, Schema } from "effect"
+import * as ndjson from "./internal/ndjson.js"
 import * as internal from "./internal/wire.js"
 import { WireDecodeError } from "./WorkerError.js"
 import type { WireArgumentError, WireEncodeError } from "./WorkerError.js"
@@ -352,3 +354,77 @@ export const ok = (value: unknown, options?: EncodeOptions): Effect.Effect<OkBod
  */
 export const err = (error: unknown, options?: EncodeOptions): Effect.Effect<ErrBody, WireEncodeError> =>
   Effect.map(encodeError(error, options), (encoded) => ({ result: { err: encoded } }))
+
+// ---------------------------------------------------------------------------
+// streams
+// ---------------------------------------------------------------------------
+
+/**
+ * The content type of a stream remote's answer (`200`): one JSON object per line.
+ *
+ * @since 0.1.0
+ */
+export const streamContentType: string = ndjson.contentType
+
+/**
+ * What a stream's closing `{"end": {...}}` line carries: at least `count`, the number of items sent.
+ *
+ * @since 0.1.0
+ */
+export type StreamEnd = ndjson.EndSummary
+
+/**
+ * One decoded line of a stream answer: an `Item` (its value decoded from the wire encoding), or the closing `End`
+ * or `Err` (the error value decoded, not yet checked against a Schema).
+ *
+ * @since 0.1.0
+ */
+export type StreamFrame = ndjson.Frame
+
+/**
+ * The line of one stream element: `{"item": <value in the wire encoding>}` and a newline. Give it the value already
+ * encoded by the element's Schema.
+ *
+ * @example
+ * ```ts
+ * Wire.streamItem("the") // Effect.succeed('{"item":"the"}\n')
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const streamItem: (value: unknown, options?: EncodeOptions) => Effect.Effect<string, WireEncodeError> =
+  ndjson.itemLine
+
+/**
+ * The closing line of a stream that completed: `{"end": {"count": n, ...}}` and a newline.
+ *
+ * @since 0.1.0
+ */
+export const streamEnd: (summary: StreamEnd) => string = ndjson.endLine
+
+/**
+ * The closing line of a stream that failed midway: `{"err": <encoded error>}` and a newline (see `encodeError`).
+ *
+ * @since 0.1.0
+ */
+export const streamErr: (error: unknown, options?: EncodeOptions) => Effect.Effect<string, WireEncodeError> =
+  ndjson.errLine
+
+/**
+ * Decodes a stream answer from its body bytes, however they are split into chunks (mid-line, mid-character). Emits
+ * each `Item`, then the closing `End` or `Err` frame, and stops there. Fails with a `WireDecodeError` naming the line:
+ * not JSON (`InvalidJson`), not a frame, an `end` whose count differs from the items received, or a line after the
+ * closing one (`InvalidShape`); a body that stops before its closing line is `Truncated`.
+ *
+ * @example
+ * ```ts
+ * const frames = Wire.decodeStreamFrames(response.stream)
+ * // Item("the"), Item("cat"), End({ count: 2 })
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const decodeStreamFrames: <E, R>(
+  bytes: Stream.Stream<Uint8Array, E, R>,
+  options?: DecodeOptions
+) => Stream.Stream<StreamFrame, E | WireDecodeError, R> = ndjson.decodeFrames

@@ -233,7 +233,8 @@ export class BenchmarkFailed extends Schema.TaggedError<BenchmarkFailed>()("Benc
  * - `InvalidShape`: a known form with missing or mistyped parts, or something that is not JSON at all.
  * - `TooDeep`: nesting beyond the depth limit (a hostile body must not exhaust the stack).
  * - `InvalidEnvelope`: the request body does not match the envelope.
- * - `InvalidJson`: the request body is not JSON at all.
+ * - `InvalidJson`: the request body (or a line of a stream answer) is not JSON at all.
+ * - `Truncated`: a stream answer stopped before its closing `end` or `err` line (the connection was cut).
  */
 export const WireDecodeReason = Schema.Literal(
   "InvalidBytes",
@@ -241,7 +242,8 @@ export const WireDecodeReason = Schema.Literal(
   "InvalidShape",
   "TooDeep",
   "InvalidEnvelope",
-  "InvalidJson"
+  "InvalidJson",
+  "Truncated"
 )
 
 /** The `reason` literals of the matching error, as a type. */
