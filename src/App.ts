@@ -21,7 +21,20 @@
  */
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import type * as HttpClient from "@effect/platform/HttpClient"
-import { Cause, Context, Effect, Exit, Layer, ManagedRuntime, Schema, Scope } from "effect"
+import {
+  Cause,
+  Chunk,
+  Context,
+  Effect,
+  Exit,
+  Fiber,
+  Layer,
+  ManagedRuntime,
+  Option,
+  Schema,
+  Scope,
+  Stream
+} from "effect"
 import * as Deployment from "./Deployment.js"
 import * as Remote from "./Remote.js"
 import * as Worker from "./Worker.js"
@@ -387,4 +400,82 @@ export const promiseClient = <Provides, E, Remotes extends Remote.Any>(
       })
   }
   return out as unknown as PromiseClient<Remotes>
+}
+
+/**
+ * An Effect `Stream` as an `AsyncIterable`, for Promise callers of a stream remote (`for await (const x of ...)`).
+ * Elements come as the stream produces them; a failure rejects `next()` with the error value itself (the remote's
+ * declared error, `CallFailed`, ...), not a FiberFailure, after every element before it. Leaving the loop early
+ * (`break`, `return`, a throw) closes the stream: its finalizers run, and over HTTP the request is aborted, which
+ * interrupts the stream on the worker. Each `for await` runs the stream anew.
+ *
+ * @example
+ * ```ts
+ * for await (const token of App.asyncIterable(client.generate({ prompt: "Hi" }))) process.stdout.write(token)
+ * ```
+ */
+export const asyncIterable = <A, E>(stream: Stream.Stream<A, E>): AsyncIterable<A> => ({
+  [Symbol.asyncIterator]: (): AsyncIterator<A> => new StreamIterator(stream)
+})
+
+class StreamIterator<A, E> implements AsyncIterator<A> {
+  private readonly scope = Effect.runSync(Scope.make())
+  private pull: Effect.Effect<Chunk.Chunk<A>, Option.Option<E>> | undefined
+  private pulling: Fiber.RuntimeFiber<Chunk.Chunk<A>, Option.Option<E>> | undefined
+  private buffer: ReadonlyArray<A> = []
+  private index = 0
+  private done = false
+  // Calls are served one after the other, even when a caller does not await each `next()` before the next.
+  private last: Promise<unknown> = Promise.resolve()
+
+  constructor(private readonly stream: Stream.Stream<A, E>) {}
+
+  next(): Promise<IteratorResult<A>> {
+    return this.serial(() => this.advance())
+  }
+
+  return(): Promise<IteratorResult<A>> {
+    // Not serialised behind a pending `next()`: that one's pull is interrupted, and it reports the end.
+    this.done = true
+    this.buffer = []
+    const pulling = this.pulling
+    return Effect.runPromise(
+      Effect.zipRight(
+        pulling === undefined ? Effect.void : Fiber.interrupt(pulling),
+        Scope.close(this.scope, Exit.void)
+      )
+    ).then(() => ({ done: true, value: undefined }))
+  }
+
+  private serial<T>(f: () => Promise<T>): Promise<T> {
+    const run = this.last.then(f, f)
+    this.last = run.catch(() => undefined)
+    return run
+  }
+
+  private async advance(): Promise<IteratorResult<A>> {
+    for (;;) {
+      if (this.index < this.buffer.length) return { done: false, value: this.buffer[this.index++]! }
+      if (this.done) return { done: true, value: undefined }
+      this.pull ??= await Effect.runPromise(Scope.extend(Stream.toPull(this.stream), this.scope))
+      if (this.done) return { done: true, value: undefined }
+      const fiber = Effect.runFork(this.pull)
+      this.pulling = fiber
+      const exit = await Effect.runPromise(Fiber.await(fiber))
+      this.pulling = undefined
+      if (this.done) return { done: true, value: undefined }
+      if (Exit.isSuccess(exit)) {
+        this.buffer = Chunk.toReadonlyArray(exit.value)
+        this.index = 0
+        continue
+      }
+      this.done = true
+      const failure = Cause.flipCauseOption(exit.cause)
+      await Effect.runPromise(
+        Scope.close(this.scope, Option.isNone(failure) ? Exit.void : Exit.failCause(failure.value))
+      )
+      if (Option.isNone(failure)) return { done: true, value: undefined }
+      throw squash(failure.value)
+    }
+  }
 }
