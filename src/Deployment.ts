@@ -51,7 +51,7 @@ const invalid = (reason: DeploymentInvalid["reason"], names: ReadonlyArray<strin
  * Define a deployment. It is a type error when a remote (or a context's `dependsOn`) needs a context that no
  * registered context provides. Throws `DeploymentInvalid` for what can be checked now: duplicate remote or context
  * names, a dependency that is not registered or a cycle, not exactly one remote with a benchmark, benchmark inputs that
- * do not decode against the payload schema.
+ * do not decode against the payload schema, an auto batch size on a remote the benchmark does not run.
  *
  * @example
  * ```ts
@@ -99,6 +99,16 @@ export const make = <
   }
   const benchmarkRemote = benchmarked[0]!
   checkBenchmark(name, benchmarkRemote)
+  const unmeasured = options.remotes.filter((r) => r.batch?.maxSize === "auto" && r !== benchmarkRemote)
+  if (unmeasured.length > 0) {
+    const names = unmeasured.map((r) => r.name)
+    throw invalid(
+      "batch-size-unmeasured",
+      names,
+      `Deployment "${name}": batch maxSize "auto" is chosen by the benchmark, which runs on "${benchmarkRemote.name}"; ` +
+        `${names.join(", ")} must declare the benchmark or a fixed batch size`
+    )
+  }
 
   const layer = wire(name, options.contexts)
   return {

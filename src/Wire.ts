@@ -1,6 +1,7 @@
 /**
- * The reference wire format: the request envelope, the value encoding (both directions), argument binding, and the
- * response bodies.
+ * The reference wire format: the request envelope, the value encoding (both directions), argument binding, the
+ * response bodies, and the NDJSON lines of a stream remote's answer (`streamItem`, `streamEnd`, `streamErr`,
+ * `decodeStreamFrames`).
  *
  * Values on the wire follow the reference SDK's serializer: scalars as JSON, everything else as a
  * `{"type": "bytes" | "list" | "tuple" | "dict" | "obj", ...}` form. A request goes

@@ -177,6 +177,8 @@ export class ShutdownFailed extends Schema.TaggedError<ShutdownFailed>()("Shutdo
 
 /**
  * The deployment definition is inconsistent. Raised by `Deployment.make`, like a decorator error in the reference.
+ * (`batch-size-unmeasured`: a remote with `batch: { maxSize: "auto" }` is not the one that declares the benchmark,
+ * so nothing would choose its size.)
  */
 export class DeploymentInvalid extends Schema.TaggedError<DeploymentInvalid>()("DeploymentInvalid", {
   reason: Schema.Literal(
@@ -185,6 +187,7 @@ export class DeploymentInvalid extends Schema.TaggedError<DeploymentInvalid>()("
     "benchmark-missing",
     "benchmark-multiple",
     "benchmark-input-invalid",
+    "batch-size-unmeasured",
     "dependency-missing",
     "dependency-cycle"
   ),

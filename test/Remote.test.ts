@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, Chunk, Context, Duration, Effect, Either, Exit, Schema, Stream } from "effect"
+import * as Deployment from "../src/Deployment.js"
 import * as Remote from "../src/Remote.js"
 
 class Model extends Context.Tag("Model")<Model, { readonly double: (n: number) => number }>() {}
@@ -100,6 +101,37 @@ describe("Remote.make with batch", () => {
     expect(() => make({ maxSize: "auto", maxWait: 0, latencyBudget: "1 second", maxAutoSize: 1.5 })).toThrow(
       /batch.maxAutoSize must be a positive integer, got 1.5/
     )
+  })
+
+  it("Deployment.make refuses an auto batch size the benchmark does not measure", () => {
+    const auto = Remote.make(
+      "auto",
+      {
+        payload: Payload,
+        success: Schema.Number,
+        batch: { maxSize: "auto", maxWait: "10 millis", latencyBudget: "200 millis" }
+      },
+      (ps) => Effect.succeed(ps.map((p) => p.n))
+    )
+    const benched = Remote.make(
+      "benched",
+      { payload: Payload, success: Schema.Number, benchmark: { dataset: [{ n: 1 }] } },
+      ({ n }) => Effect.succeed(n)
+    )
+    expect(() => Deployment.make("d", { contexts: [], remotes: [benched, auto] })).toThrow(
+      /batch maxSize "auto" is chosen by the benchmark, which runs on "benched"; auto must declare the benchmark/
+    )
+    const measured = Remote.make(
+      "measured",
+      {
+        payload: Payload,
+        success: Schema.Number,
+        batch: { maxSize: "auto", maxWait: "10 millis", latencyBudget: "200 millis" },
+        benchmark: { dataset: [{ n: 1 }] }
+      },
+      (ps) => Effect.succeed(ps.map((p) => p.n))
+    )
+    expect(Deployment.make("d", { contexts: [], remotes: [measured] }).benchmarkRemote).toBe(measured)
   })
 
   it("a batched handler must take an array (type error otherwise)", () => {
