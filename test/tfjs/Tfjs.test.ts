@@ -1,15 +1,16 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"
 import * as tfl from "@tensorflow/tfjs-layers"
-import { ConfigProvider, Context, Effect, Schema } from "effect"
+import { Cause, ConfigProvider, Context, Deferred, Effect, FiberRef, Schema } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll } from "vitest"
 import * as Published from "effect-deployments/tfjs"
-import { Deployment, Remote, Worker } from "../../src/index.js"
+import { Deployment, Remote, Worker, WorkerContext } from "../../src/index.js"
 import { Tfjs } from "../../src/tfjs/index.js"
 import { selectBackend } from "../../src/tfjs/internal/backend.js"
+import { enterModel, layersKind } from "../../src/tfjs/internal/contexts.js"
 
 /** A tiny classifier: 4 inputs, a hidden layer of 8, 3 softmax outputs. */
 class Classifier extends Context.Tag("Classifier")<Classifier, Tfjs.LayersModel>() {}
@@ -145,6 +146,52 @@ describe("Tfjs.layersModel", () => {
       )
       expect(error).toMatchObject({ context: "Classifier", reason: "failed" })
       expect(error.detail).toBe(`warming up ${modelJson} failed: bad input`)
+      expect(tf.memory().numTensors).toBe(before)
+    })
+  )
+})
+
+describe("a model context whose sibling fails during the load", () => {
+  it.scoped("disposes the model it loaded: no tensor is left allocated", () =>
+    Effect.gen(function* () {
+      const before = tf.memory().numTensors
+      const loading = yield* Deferred.make<void>()
+      let disposed = 0
+      // The real layers load, held until the sibling's failure has asked this fiber to stop: the interruption then
+      // waits for the (uninterruptible) load and lands the moment it returns, with the weights allocated.
+      const held: typeof layersKind = {
+        ...layersKind,
+        load: (file) =>
+          Effect.gen(function* () {
+            yield* Deferred.succeed(loading, undefined)
+            for (let i = 0; i < 10_000; i++) {
+              if ((yield* FiberRef.get(FiberRef.interruptedCause)) !== Cause.empty) break
+              yield* Effect.yieldNow()
+            }
+            expect(yield* FiberRef.get(FiberRef.interruptedCause)).not.toBe(Cause.empty)
+            return yield* layersKind.load(file)
+          }),
+        dispose: (model) => {
+          disposed++
+          layersKind.dispose(model)
+        }
+      }
+      const model = WorkerContext.make(Classifier, {
+        dependsOn: [Tfjs.Backend],
+        enter: Effect.flatMap(Tfjs.Backend, ({ tf }) => enterModel(held, tf, modelJson, 1)),
+        exit: (m) => Effect.sync(() => held.dispose(m))
+      })
+      class Sibling extends Context.Tag("Sibling")<Sibling, string>() {}
+      const sibling = WorkerContext.make(Sibling, {
+        dependsOn: [Tfjs.Backend],
+        enter: Effect.zipRight(Deferred.await(loading), Effect.fail(new Error("sibling could not load")))
+      })
+      const error = yield* Effect.flip(
+        Worker.make(Deployment.make("leak", { contexts: [Tfjs.backend, model, sibling], remotes: [classify] }))
+      )
+      expect(error).toMatchObject({ _tag: "StartupFailed", context: "Sibling", reason: "failed" })
+      expect(error.rolledBack).toEqual([Tfjs.Backend.key])
+      expect(disposed).toBe(1)
       expect(tf.memory().numTensors).toBe(before)
     })
   )

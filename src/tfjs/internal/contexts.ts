@@ -164,28 +164,34 @@ export const enterModel = <M>(
   modelPath: string,
   warmup: Warmup<M> | undefined
 ): Effect.Effect<M, ModelFileError | ModelWarmupFailed> =>
-  Effect.gen(function* () {
-    const file = path.resolve(modelPath)
-    const t0 = yield* Clock.currentTimeMillis
-    // Uninterruptible: an interrupted load would go on in its promise and leave weights that nothing disposes
-    const model = yield* Effect.uninterruptible(kind.load(file))
-    const t1 = yield* Clock.currentTimeMillis
-    const inputs = kind
-      .inputs(model)
-      .map((i) => `${shapeText(i.shape)} ${i.dtype}`)
-      .join(", ")
-    const notes = [`${kind.name} ${path.basename(file)}`, `input ${inputs}`, `loaded in ${t1 - t0} ms`]
-    return yield* Effect.gen(function* () {
-      if (warmup !== undefined && warmup !== 0) {
-        yield* warmUp(kind, tf, model, file, warmup)
-        const runs = typeof warmup === "number" ? `${warmup} run${warmup === 1 ? "" : "s"}` : "function"
-        notes.push(`warm-up (${runs}) in ${(yield* Clock.currentTimeMillis) - t1} ms`)
-      }
-      yield* WorkerContext.annotate(notes.join(", "))
-      return model
-    }).pipe(
-      // Failing or interrupted (a sibling failed) after the load: the context never entered, so its exit will not
-      // run and the weights must be released here
-      Effect.onError(() => Effect.sync(() => kind.dispose(model)))
-    )
-  })
+  // One region: the load runs uninterruptibly (an interrupted load would go on in its promise and leave weights that
+  // nothing disposes), and the guard that disposes the model is in place before the interruptible part begins. With
+  // the guard installed after the load, an interruption (a sibling failed) that waited for the load landed in between.
+  Effect.uninterruptibleMask((restore) =>
+    Effect.gen(function* () {
+      const file = path.resolve(modelPath)
+      const t0 = yield* Clock.currentTimeMillis
+      const model = yield* kind.load(file)
+      return yield* restore(
+        Effect.gen(function* () {
+          const t1 = yield* Clock.currentTimeMillis
+          const inputs = kind
+            .inputs(model)
+            .map((i) => `${shapeText(i.shape)} ${i.dtype}`)
+            .join(", ")
+          const notes = [`${kind.name} ${path.basename(file)}`, `input ${inputs}`, `loaded in ${t1 - t0} ms`]
+          if (warmup !== undefined && warmup !== 0) {
+            yield* warmUp(kind, tf, model, file, warmup)
+            const runs = typeof warmup === "number" ? `${warmup} run${warmup === 1 ? "" : "s"}` : "function"
+            notes.push(`warm-up (${runs}) in ${(yield* Clock.currentTimeMillis) - t1} ms`)
+          }
+          yield* WorkerContext.annotate(notes.join(", "))
+          return model
+        })
+      ).pipe(
+        // Failing or interrupted after the load: the context never entered, so its exit will not run and the weights
+        // must be released here
+        Effect.onError(() => Effect.sync(() => kind.dispose(model)))
+      )
+    })
+  )
