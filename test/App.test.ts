@@ -136,20 +136,7 @@ describe("App (Promise facade)", () => {
     expect(String(exits[0])).toContain("weights missing")
   })
 
-  it("type-checks decorator arguments against the constructor", () => {
-    const app = new App("types")
-    // @ts-expect-error the constructor takes a string first
-    @app.context(42)
-    class Model {
-      constructor(readonly name: string) {}
-      async enter() {
-        return this
-      }
-    }
-    // @ts-expect-error the same check without the decorator
-    expect(() => new App("direct").context(Model, 42)).not.toThrow()
-    expect(Model).toBeTypeOf("function")
-  })
+  // That decorator arguments are checked against the constructor is a compile-time check: test/compile-time.ts.
 
   it("serves over HTTP in the reference's protocol, and stops", async () => {
     const app = new App("served")
