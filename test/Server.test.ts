@@ -290,6 +290,8 @@ describe("concurrency and queueing", () => {
     Effect.gen(function* () {
       const { app, state } = gated({ concurrency: 1, maxQueue: 1 })
       const { url } = yield* serve(app)
+      // Runs first when the scope closes: a failed assertion ends the test at once instead of draining held calls.
+      yield* Effect.addFinalizer(() => Deferred.succeed(state.release, undefined))
       const first = yield* Effect.fork(call(url, "gate", { kwargs: { units: 2 } }))
       yield* eventually(
         Effect.sync(() => state.started),
@@ -302,7 +304,8 @@ describe("concurrency and queueing", () => {
       const third = yield* call(url, "gate", { kwargs: { units: 2 } })
       expect(third.status).toBe(429)
       expect(third.json).toMatchObject({ _tag: "WorkerUnavailable", reason: "queue-full" })
-      expect(Number(third.headers.get("retry-after"))).toBeGreaterThanOrEqual(1)
+      // In whole seconds (RFC 9110): with no benchmark score to estimate the wait from, the 1-second floor.
+      expect(third.headers.get("retry-after")).toBe("1")
       yield* Deferred.succeed(state.release, undefined)
       expect((yield* Fiber.join(first)).json).toEqual({ result: { ok: "done" } })
       expect((yield* Fiber.join(second)).json).toEqual({ result: { ok: "done" } })
@@ -315,6 +318,7 @@ describe("concurrency and queueing", () => {
       // The benchmark runs one call of workload 1, so the score is at most 1000 workload/s (1 ms clock resolution).
       const { app, state } = gated({ concurrency: 1, maxQueueTime: "1 second" })
       const { url, worker } = yield* serve(app, { benchmark: true })
+      yield* Effect.addFinalizer(() => Deferred.succeed(state.release, undefined))
       const score = (yield* worker.report).benchmark!.score
       expect(score).toBeLessThanOrEqual(1000)
       // 1e6 units ahead at <= 1000/s: >= 1000 s of estimated wait.
@@ -326,7 +330,10 @@ describe("concurrency and queueing", () => {
       const refused = yield* call(url, "gate", { kwargs: { units: 2 } })
       expect(refused.status).toBe(429)
       expect(refused.json.detail).toContain("maxQueueTime")
-      expect(Number(refused.headers.get("retry-after"))).toBeGreaterThanOrEqual(1000)
+      // The estimated wait in whole seconds: the million units ahead at the score, rounded up. Not milliseconds.
+      const seconds = Number(refused.headers.get("retry-after"))
+      expect(seconds).toBeGreaterThanOrEqual(1000)
+      expect(seconds).toBe(Math.ceil(1_000_000 / score))
       yield* Deferred.succeed(state.release, undefined)
       expect((yield* Fiber.join(running)).status).toBe(200)
     })
@@ -372,8 +379,25 @@ describe("auth", () => {
       const wrong = yield* call(url, "divide", { args: [4, 2] }, { authorization: "Bearer s3cres" })
       expect(wrong.status).toBe(401)
       expect(wrong.json.reason).toBe("invalid")
+      // Truncations and extensions of the secret, other schemes, and the bare secret are refused alike.
+      for (const authorization of [
+        "Bearer s3cre",
+        "Bearer s",
+        "Bearer s3cret2",
+        "Bearer s3cret s3cret",
+        "Bearer xs3cret",
+        "Bearer S3CRET",
+        "Basic s3cret",
+        "s3cret",
+        "Bearer"
+      ]) {
+        const refused = yield* call(url, "divide", { args: [4, 2] }, { authorization })
+        expect([authorization, refused.status, refused.json.reason]).toEqual([authorization, 401, "invalid"])
+      }
       const right = yield* call(url, "divide", { args: [4, 2] }, { authorization: "Bearer s3cret" })
       expect(right.json).toEqual({ result: { ok: 2 } })
+      const lowercase = yield* call(url, "divide", { args: [4, 2] }, { authorization: "bearer s3cret" })
+      expect(lowercase.json).toEqual({ result: { ok: 2 } })
       expect((yield* request(`${url}/health`)).status).toBe(200)
     })
   )
@@ -418,12 +442,21 @@ describe("auth", () => {
   it.scopedLive("signed with REPORT_ADDR: the key is fetched from REPORT_ADDR/pubkey/; not ready until then", () =>
     Effect.gen(function* () {
       const router = keyPair()
-      const engine = yield* pubkeyServer(router.publicKey)
+      const engine = yield* pubkeyServer(router.publicKey, { held: true })
       const options = yield* resolve({}).pipe(
         Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["REPORT_ADDR", `${engine.url}/`]])))
       )
       expect(options.auth).toMatchObject({ mode: "signed", reportAddr: `${engine.url}/` })
+      // serve() waits for the worker only; the key is still on its way.
       const { url } = yield* serve(app, { auth: options.auth })
+      yield* eventually(Effect.sync(engine.hits), (n) => n === 1)
+      const waiting = yield* request(`${url}/ready`)
+      expect(waiting.status).toBe(503)
+      expect(waiting.json).toMatchObject({ ready: false, phase: "ready", waitingFor: "the engine's public key" })
+      const early = yield* request(`${url}/remote/divide`, { body: { payload: { args: [6, 2] } } })
+      expect(early.status).toBe(503)
+      expect(early.json).toMatchObject({ _tag: "WorkerUnavailable", reason: "starting" })
+      engine.release()
       yield* eventually(request(`${url}/ready`), (r) => r.status === 200)
       expect(engine.hits()).toBe(1)
       const target = `${url}/remote/divide`

@@ -85,6 +85,11 @@ describe("tokenEquals", () => {
     expect(tokenEquals("s3cret", "s3cret")).toBe(true)
     expect(tokenEquals("s3cret", "s3creT")).toBe(false)
     expect(tokenEquals("s3cret", "s3cret-longer")).toBe(false)
+    // A prefix of the secret, either way round, is not the secret.
+    expect(tokenEquals("s3cre", "s3cret")).toBe(false)
+    expect(tokenEquals("s3cret", "s3cre")).toBe(false)
+    expect(tokenEquals("s", "s3cret")).toBe(false)
+    expect(tokenEquals("", "s3cret")).toBe(false)
     expect(tokenEquals("", "")).toBe(true)
     expect(tokenEquals("", "x")).toBe(false)
     expect(tokenEquals("é", "e\u0301")).toBe(false)
