@@ -1,6 +1,6 @@
 import { FetchHttpClient } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Context, Deferred, Effect, Exit, Fiber, Option, Queue, Schema, Scope } from "effect"
+import { ConfigProvider, Context, Deferred, Effect, Exit, Fiber, Option, Queue, Schema, Scope, TestClock } from "effect"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import * as Deployment from "../src/Deployment.js"
@@ -16,17 +16,31 @@ interface Post {
   readonly body: any
 }
 
-/** A stand-in engine on loopback: records every POST; `failFirst` answers the first N with 500. */
+/**
+ * A stand-in engine on loopback: records every POST it accepts; `failFirst` answers the first N with 500, and
+ * `failNext({ path: n })` the next n POSTs to each path from then on. `failed()` counts the POSTs answered with 500.
+ */
 const engine = (failFirst = 0) =>
   Effect.acquireRelease(
-    Effect.async<{ url: string; posts: Queue.Queue<Post> }>((resume) => {
+    Effect.async<{
+      url: string
+      posts: Queue.Queue<Post>
+      failNext: (byPath: Record<string, number>) => void
+      failed: () => number
+    }>((resume) => {
       const posts = Effect.runSync(Queue.unbounded<Post>())
-      let seen = 0
+      let toFail = failFirst
+      let toFailByPath: Record<string, number> = {}
+      let failed = 0
       const server = http.createServer((req, res) => {
         let data = ""
         req.on("data", (c) => (data += c))
         req.on("end", () => {
-          if (seen++ < failFirst) {
+          const path = req.url ?? ""
+          if (toFail > 0 || (toFailByPath[path] ?? 0) > 0) {
+            if (toFail > 0) toFail--
+            else toFailByPath[path]!--
+            failed++
             res.writeHead(500).end()
             return
           }
@@ -36,7 +50,19 @@ const engine = (failFirst = 0) =>
       })
       server.listen(0, "127.0.0.1", () => {
         const { port } = server.address() as AddressInfo
-        resume(Effect.succeed(Object.assign({ url: `http://127.0.0.1:${port}`, posts }, { server })))
+        resume(
+          Effect.succeed(
+            Object.assign(
+              {
+                url: `http://127.0.0.1:${port}`,
+                posts,
+                failNext: (byPath: Record<string, number>) => void (toFailByPath = { ...byPath }),
+                failed: () => failed
+              },
+              { server }
+            )
+          )
+        )
       })
     }),
     (e) =>
@@ -47,6 +73,24 @@ const engine = (failFirst = 0) =>
         server.closeAllConnections()
       })
   )
+
+/**
+ * The next POST the engine accepts, driving the TestClock: the reporter's backoff sleeps on the test clock while its
+ * requests run on real sockets, so each step lets I/O run (a real macrotask), then moves the clock 100 ms. Fails the
+ * test, rather than hanging it, when nothing arrives within `maxMillis` of test-clock time.
+ */
+const takeDriving = (posts: Queue.Queue<Post>, maxMillis = 5000) =>
+  Effect.gen(function* () {
+    for (let elapsed = 0; elapsed <= maxMillis; elapsed += 100) {
+      for (let i = 0; i < 5; i++) {
+        const next = yield* Queue.poll(posts)
+        if (Option.isSome(next)) return next.value
+        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 2)))
+      }
+      yield* TestClock.adjust("100 millis")
+    }
+    return expect.fail(`nothing was posted within ${maxMillis} ms (test clock)`)
+  })
 
 const call = (reqnum: number, workload = 100): EngineReport.Call => ({
   requestIdx: 1000 + reqnum,
@@ -129,20 +173,42 @@ describe("EngineReport", () => {
     }).pipe(Effect.scoped, Effect.provide(FetchHttpClient.layer))
   )
 
-  it.live("retries a failing engine and reports a start-up failure", () =>
+  // No periodic resend hides a lost POST here: interval and heartbeat are an hour, so only the retries can deliver.
+  const once = { interval: "1 hour", heartbeat: "1 hour" } as const
+
+  it.effect("retries a failing POST with backoff: a start-up failure reaches an engine that failed twice", () =>
     Effect.gen(function* () {
-      const { posts, url } = yield* engine(2)
-      const reporter = yield* EngineReport.make({
-        reportAddrs: [url],
-        containerId: 1,
-        mtoken: "",
-        url: "",
-        interval: "20 millis"
-      })
+      const { failed, posts, url } = yield* engine(2)
+      const reporter = yield* EngineReport.make({ reportAddrs: [url], containerId: 1, mtoken: "", url: "", ...once })
       yield* reporter.failed('context "model" failed: weights missing')
       yield* Effect.forkScoped(reporter.run)
-      const first = yield* Queue.take(posts)
+      const first = yield* takeDriving(posts)
+      expect(failed()).toBe(2)
+      expect(first.path).toBe("/worker_status/")
       expect(first.body.error_msg).toBe('context "model" failed: weights missing')
+    }).pipe(Effect.scoped, Effect.provide(FetchHttpClient.layer))
+  )
+
+  it.effect("retries the final report at shutdown: the finished calls and the last status still arrive", () =>
+    Effect.gen(function* () {
+      const { failNext, failed, posts, url } = yield* engine()
+      const reporter = yield* EngineReport.make({ reportAddrs: [url], containerId: 2, mtoken: "", url: "", ...once })
+      const fiber = yield* Effect.fork(reporter.run)
+      expect((yield* takeDriving(posts)).path).toBe("/worker_status/")
+      const done = call(1)
+      reporter.started(done)
+      reporter.finished(done, "Success", 3)
+      // The engine fails the first attempt of each POST of the final report: its delete_requests and its status.
+      failNext({ "/delete_requests/": 1, "/worker_status/": 1 })
+      const stopping = yield* Effect.fork(Fiber.interrupt(fiber))
+      const deletes = yield* takeDriving(posts)
+      expect(deletes.path).toBe("/delete_requests/")
+      expect(deletes.body.requests.map((r: any) => r.request_idx)).toEqual([1001])
+      const last = yield* takeDriving(posts)
+      expect(last.path).toBe("/worker_status/")
+      expect(last.body).toMatchObject({ cur_perf: 100, num_requests_working: 0 })
+      expect(failed()).toBe(2)
+      yield* Fiber.join(stopping)
     }).pipe(Effect.scoped, Effect.provide(FetchHttpClient.layer))
   )
 
