@@ -124,7 +124,7 @@ const program = Effect.gen(function* () {
   const platformPort = platformAddress._tag === "TcpAddress" ? platformAddress.port : 0
   const served = yield* Worker.serveEffect(app, { port: 0, host: "127.0.0.1", handleSignals: false, benchmark: false })
   yield* served.worker.awaitReady
-  const workerPort = served.address._tag === "TcpAddress" ? served.address.port : 0
+  const workerPort = served.address.port
   const plain = yield* Effect.promise(plainServer)
   const plainPort = (plain.address() as AddressInfo).port
 

@@ -9,18 +9,15 @@
  * ```
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Effect, Layer, Schema } from "effect"
+import { Effect, Layer } from "effect"
 import { pathToFileURL } from "node:url"
 import { Deployment, Remote, Worker } from "effect-deployments"
+import * as Spec from "./square-spec.js"
 
-/** `square(x) = x * x`. */
-export const square = Remote.make(
-  "square",
-  {
-    payload: Schema.Struct({ x: Schema.Number }),
-    success: Schema.Number,
-    benchmark: { dataset: [{ x: 2 }, { x: 3 }], runs: 3 }
-  },
+/** `square(x) = x * x`: the definition in square-spec.ts, implemented. */
+export const square = Remote.implement(
+  Spec.square,
+  { benchmark: { dataset: [{ x: 2 }, { x: 3 }], runs: 3 } },
   ({ x }) => Effect.succeed(x * x)
 )
 

@@ -19,8 +19,6 @@
  *
  * @since 0.1.0
  */
-import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
-import type * as HttpClient from "@effect/platform/HttpClient"
 import {
   Cause,
   Chunk,
@@ -38,8 +36,6 @@ import {
 import * as Deployment from "./Deployment.js"
 import * as Remote from "./Remote.js"
 import * as Worker from "./Worker.js"
-import type { Options as ClientOptions, PromiseClient } from "./WorkerClient.js"
-import * as ClientInternal from "./internal/client.js"
 import { activeRegistries } from "./internal/registry.js"
 import * as WorkerContext from "./WorkerContext.js"
 import { ContextNotFound, DeploymentInvalid, RemoteFailure, WorkerUnavailable } from "./WorkerError.js"
@@ -302,7 +298,7 @@ export class App {
       throw squash(served.cause)
     }
     this.running = { worker: served.value.worker, scope }
-    if (options.handleSignals !== false) this.exitOnSignal()
+    if (options.handleSignals !== false) this.removeSignalListeners = this.exitOnSignal()
     const ready = await this.runtime.runPromiseExit(served.value.worker.awaitReady)
     if (Exit.isFailure(ready)) {
       this.running = undefined
@@ -312,8 +308,11 @@ export class App {
     return { url: served.value.url, report: await this.runtime.runPromise(served.value.worker.report) }
   }
 
+  /** Removes the listeners `serve` added; `stop` calls it, so a stopped app no longer ends the process on a signal. */
+  private removeSignalListeners: (() => void) | undefined
+
   /** The process's signal handling while served: stop once, then end the process with the outcome. */
-  private exitOnSignal(): void {
+  private exitOnSignal(): () => void {
     let stopping = false
     const onSignal = (signal: NodeJS.Signals) => {
       if (stopping) {
@@ -332,6 +331,10 @@ export class App {
     }
     process.on("SIGTERM", onSignal)
     process.on("SIGINT", onSignal)
+    return () => {
+      process.off("SIGTERM", onSignal)
+      process.off("SIGINT", onSignal)
+    }
   }
 
   /** Call a remote by name with a payload object, on the started app. */
@@ -352,10 +355,14 @@ export class App {
   async stop(): Promise<void> {
     const running = this.running
     if (running === undefined) return
+    // A signal during this stop has its own listener still (the one that called it, if any): only later ones go.
+    const remove = this.removeSignalListeners
+    this.removeSignalListeners = undefined
     const exit = await this.runtime.runPromiseExit(running.worker.shutdown)
     await this.runtime.runPromise(Scope.close(running.scope, Exit.void))
     // Stopped: the app may start again (the contexts enter anew); until then getContext says "not-entered".
     this.running = undefined
+    remove?.()
     if (Exit.isFailure(exit)) throw squash(exit.cause)
   }
 
@@ -372,34 +379,6 @@ export class App {
   private invalid(reason: DeploymentInvalid["reason"], names: Array<string>, detail: string): DeploymentInvalid {
     return new DeploymentInvalid({ reason, names, detail: `App "${this.name}": ${detail}` })
   }
-}
-
-// One runtime for every Promise client: the fetch client holds no resources, so it never needs disposing.
-let clientRuntime: ManagedRuntime.ManagedRuntime<HttpClient.HttpClient, never> | undefined
-
-/**
- * The typed HTTP client of a served worker, for Promise callers: `WorkerClient.makePromise`. A call rejects with the
- * error value itself (the remote's declared error, `WorkerUnavailable`, `CallFailed`, ...), not a FiberFailure.
- */
-export const promiseClient = <Provides, E, Remotes extends Remote.Any>(
-  deployment: Deployment.Deployment<Provides, E, Remotes>,
-  options: ClientOptions
-): PromiseClient<Remotes> => {
-  clientRuntime ??= ManagedRuntime.make(FetchHttpClient.layer)
-  const runtime = clientRuntime
-  const client = runtime.runSync(ClientInternal.make(deployment, options)) as unknown as Record<
-    string,
-    (payload: unknown) => Effect.Effect<unknown, unknown>
-  >
-  const out: Record<string, (payload: unknown) => Promise<unknown>> = {}
-  for (const [name, call] of Object.entries(client)) {
-    out[name] = (payload) =>
-      runtime.runPromiseExit(call(payload)).then((exit) => {
-        if (Exit.isSuccess(exit)) return exit.value
-        throw Cause.squash(exit.cause)
-      })
-  }
-  return out as unknown as PromiseClient<Remotes>
 }
 
 /**

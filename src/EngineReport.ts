@@ -50,6 +50,27 @@ export interface Call {
   status: CallStatus | "Started"
 }
 
+// Calls without `auth_data.reqnum` get ids of their own, negative so they never meet the engine's.
+let syntheticReqnums = 0
+
+/**
+ * Open one call's accounting when it arrives at the worker: `auth` is its envelope's `auth_data` (its `request_idx`
+ * and `reqnum`), `now` the time in epoch seconds. Pass it to the reporter's `started` or `rejected`, then `finished`.
+ */
+export const openCall = (
+  auth: { readonly request_idx?: number | undefined; readonly reqnum?: number | undefined } | undefined,
+  workload: number,
+  now: number
+): Call => ({
+  requestIdx: auth?.request_idx,
+  reqnum: auth?.reqnum ?? --syntheticReqnums,
+  workload,
+  enteredQueueAt: now,
+  workStartedAt: 0,
+  workCompletedAt: 0,
+  status: "Started"
+})
+
 /** The body of `worker_status`. Field names (and the misspelling) are the engine's. */
 export interface WorkerStatus {
   readonly id: number
@@ -278,22 +299,26 @@ export const make = (options: Options): Effect.Effect<Reporter> =>
 
 /**
  * The reporter's options from the reference's environment: `REPORT_ADDR`, `CONTAINER_ID`, `MASTER_TOKEN`,
- * `PUBLIC_IPADDR`, `WORKER_PORT`, `VAST_TCP_PORT_<WORKER_PORT>`, `USE_SSL`. `None` when `REPORT_ADDR` is not set.
+ * `PUBLIC_IPADDR`, `VAST_TCP_PORT_<port>`, `USE_SSL`. `port` is the port the worker listens on (default
+ * `WORKER_PORT`, else 8000): the public URL maps it. `None` when `REPORT_ADDR` is not set.
  */
-export const optionsFromEnv: Effect.Effect<Option.Option<Options>, ConfigError.ConfigError> = Effect.gen(function* () {
-  const addrs = yield* Config.option(Config.string("REPORT_ADDR"))
-  if (Option.isNone(addrs)) return Option.none()
-  const workerPort = yield* Config.integer("WORKER_PORT").pipe(Config.withDefault(8000))
-  const publicPort = yield* Config.integer(`VAST_TCP_PORT_${workerPort}`).pipe(Config.withDefault(workerPort))
-  const publicIp = yield* Config.string("PUBLIC_IPADDR").pipe(Config.withDefault("127.0.0.1"))
-  const ssl = yield* Config.boolean("USE_SSL").pipe(Config.withDefault(false))
-  return Option.some({
-    reportAddrs: addrs.value
-      .split(",")
-      .map((s) => s.trim())
-      .filter((s) => s.length > 0),
-    containerId: yield* Config.integer("CONTAINER_ID").pipe(Config.withDefault(0)),
-    mtoken: yield* Config.string("MASTER_TOKEN").pipe(Config.withDefault("")),
-    url: `http${ssl ? "s" : ""}://${publicIp}:${publicPort}`
+export const optionsFromEnv = (
+  options: { readonly port?: number | undefined } = {}
+): Effect.Effect<Option.Option<Options>, ConfigError.ConfigError> =>
+  Effect.gen(function* () {
+    const addrs = yield* Config.option(Config.string("REPORT_ADDR"))
+    if (Option.isNone(addrs)) return Option.none()
+    const workerPort = options.port ?? (yield* Config.integer("WORKER_PORT").pipe(Config.withDefault(8000)))
+    const publicPort = yield* Config.integer(`VAST_TCP_PORT_${workerPort}`).pipe(Config.withDefault(workerPort))
+    const publicIp = yield* Config.string("PUBLIC_IPADDR").pipe(Config.withDefault("127.0.0.1"))
+    const ssl = yield* Config.boolean("USE_SSL").pipe(Config.withDefault(false))
+    return Option.some({
+      reportAddrs: addrs.value
+        .split(",")
+        .map((s) => s.trim())
+        .filter((s) => s.length > 0),
+      containerId: yield* Config.integer("CONTAINER_ID").pipe(Config.withDefault(0)),
+      mtoken: yield* Config.string("MASTER_TOKEN").pipe(Config.withDefault("")),
+      url: `http${ssl ? "s" : ""}://${publicIp}:${publicPort}`
+    })
   })
-})

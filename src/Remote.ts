@@ -14,6 +14,47 @@ import * as Batcher from "./internal/batcher.js"
 
 const TypeId: unique symbol = Symbol.for("effect-deployments/Remote")
 const StreamTypeId: unique symbol = Symbol.for("effect-deployments/Remote/Stream")
+const SpecTypeId: unique symbol = Symbol.for("effect-deployments/Remote/Spec")
+
+/**
+ * What a caller needs to know of a remote: its name and Schemas, without its handler, its contexts or their
+ * dependencies. {@link define} it in a small module that both the worker and its clients import (`WorkerClient.make`
+ * takes specs), then {@link implement} it. A remote made by {@link make} is a spec too.
+ */
+export interface Spec<
+  out Name extends string,
+  in out Payload extends Schema.Struct<any>,
+  in out Success extends Schema.Schema.Any,
+  in out Error extends Schema.Schema.All
+> {
+  readonly [SpecTypeId]: typeof SpecTypeId
+  readonly name: Name
+  readonly payload: Payload
+  readonly success: Success
+  readonly error: Error
+  /** The payload's field names in declaration order: `args` bind to them positionally. */
+  readonly fields: ReadonlyArray<string>
+  /** The payload has an index signature (like Python's `**kwargs`): keywords beyond `fields` are accepted. */
+  readonly anyKeyword: boolean
+}
+
+/** Any remote spec (a plain remote is one too). */
+export interface AnySpec {
+  readonly [SpecTypeId]: typeof SpecTypeId
+  readonly name: string
+  readonly payload: Schema.Struct<any>
+  readonly success: Schema.Schema.Any
+  readonly error: Schema.Schema.All
+  readonly fields: ReadonlyArray<string>
+  readonly anyKeyword: boolean
+}
+
+/**
+ * A Schema the worker can run without services of its own: payload, success and error Schemas must not require
+ * context (one that did would type-check and then die at every call with "Service not found").
+ */
+type NoContext<S> =
+  S extends Schema.Schema<any, any, infer R> ? ([R] extends [never] ? S : unknown extends R ? S : never) : S
 
 /** The benchmark a remote declares: sample inputs, warm-up and timed runs. Inputs are in the payload's encoded form. */
 export interface BenchmarkOptions<P, I> {
@@ -82,14 +123,14 @@ export interface Batching<P, A, E, R> {
   readonly handler: (payloads: Arr.NonEmptyReadonlyArray<P>) => Effect.Effect<ReadonlyArray<Exit.Exit<A, E>>, E, R>
 }
 
-/** A remote function. */
+/** A remote function: a {@link Spec} with its handler, benchmark and serving limits. */
 export interface Remote<
   out Name extends string,
   in out Payload extends Schema.Struct<any>,
   in out Success extends Schema.Schema.Any,
   in out Error extends Schema.Schema.All,
   out R
-> {
+> extends Spec<Name, Payload, Success, Error> {
   readonly [TypeId]: typeof TypeId
   /** Tells a plain (or batched) remote from a stream remote. */
   readonly kind: "unary"
@@ -126,7 +167,7 @@ export interface Remote<
 }
 
 /** Any plain or batched remote. */
-export interface Any {
+export interface Any extends AnySpec {
   readonly [TypeId]: typeof TypeId
   readonly kind: "unary"
   readonly name: string
@@ -149,17 +190,30 @@ export interface Options<
   Payload extends Schema.Struct<any>,
   Success extends Schema.Schema.Any,
   Error extends Schema.Schema.All
+>
+  extends Schemas<Payload, Success, Error>, RunOptions<Payload> {
+  /** Gather concurrent calls into batches: the handler then takes a non-empty array of payloads. */
+  readonly batch?: BatchOptions | undefined
+}
+
+/** The Schemas of a remote: {@link define}'s options. Schemas that need services of their own are a type error. */
+export interface Schemas<
+  Payload extends Schema.Struct<any>,
+  Success extends Schema.Schema.Any,
+  Error extends Schema.Schema.All
 > {
-  readonly payload: Payload
-  readonly success: Success
-  readonly error?: Error | undefined
+  readonly payload: Payload & NoContext<Payload>
+  readonly success: Success & NoContext<Success>
+  readonly error?: (Error & NoContext<Error>) | undefined
+}
+
+/** How a remote runs: its benchmark and serving limits ({@link implement}'s options). */
+export interface RunOptions<Payload extends Schema.Struct<any>> {
   readonly benchmark?: BenchmarkOptions<Schema.Schema.Type<Payload>, Schema.Schema.Encoded<Payload>> | undefined
   readonly concurrency?: number | undefined
   readonly maxQueue?: number | undefined
   readonly timeout?: Duration.DurationInput | undefined
   readonly maxQueueTime?: Duration.DurationInput | undefined
-  /** Gather concurrent calls into batches: the handler then takes a non-empty array of payloads. */
-  readonly batch?: BatchOptions | undefined
 }
 
 const positiveInt = (name: string, what: string, n: number | undefined, fallback: number): number => {
@@ -279,6 +333,7 @@ export const make: {
   checkName(name)
   const batch = options.batch === undefined ? undefined : batching(name, options.batch, handler)
   return {
+    [SpecTypeId]: SpecTypeId,
     [TypeId]: TypeId,
     kind: "unary",
     name,
@@ -299,6 +354,66 @@ export const make: {
         : (payload: unknown) => Effect.flatMap(batch.handler([payload]), (exits) => exits[0]!)
   }
 }
+
+/**
+ * Define a remote's name and Schemas without its handler: what a client needs (`WorkerClient.make` takes specs),
+ * importable without the models. {@link implement} it in the worker.
+ *
+ * @example
+ * ```ts
+ * // spec.ts
+ * export const square = Remote.define("square", { payload: Schema.Struct({ x: Schema.Number }), success: Schema.Number })
+ * // worker.ts
+ * const squareLive = Remote.implement(square, { benchmark: { dataset: [{ x: 2 }] } }, ({ x }) => Effect.succeed(x * x))
+ * ```
+ */
+export const define = <
+  const Name extends string,
+  Payload extends Schema.Struct<any>,
+  Success extends Schema.Schema.Any,
+  Error extends Schema.Schema.All = typeof Schema.Never
+>(
+  name: Name,
+  schemas: Schemas<Payload, Success, Error>
+): Spec<Name, Payload, Success, Error> => {
+  checkName(name)
+  return {
+    [SpecTypeId]: SpecTypeId,
+    name,
+    payload: schemas.payload,
+    success: schemas.success,
+    error: (schemas.error ?? Schema.Never) as Error,
+    fields: Object.keys(schemas.payload.fields),
+    anyKeyword: schemas.payload.records.length > 0
+  }
+}
+
+/** Implement a {@link define}d remote: its benchmark and limits, and its handler (as {@link make} takes them). */
+export const implement = <
+  Name extends string,
+  Payload extends Schema.Struct<any>,
+  Success extends Schema.Schema.Any,
+  Error extends Schema.Schema.All,
+  R = never
+>(
+  spec: Spec<Name, Payload, Success, Error>,
+  options: RunOptions<Payload>,
+  handler: (
+    payload: Schema.Schema.Type<Payload>
+  ) => Effect.Effect<Schema.Schema.Type<Success>, Schema.Schema.Type<Error>, R>
+): Remote<Name, Payload, Success, Error, R> =>
+  make(
+    spec.name,
+    { ...options, payload: spec.payload, success: spec.success, error: spec.error } as Options<
+      Payload,
+      Success,
+      Error
+    > & { readonly batch?: undefined },
+    handler
+  )
+
+/** Whether a value is a remote spec: {@link define}d, or a plain or batched remote (made by {@link make}). */
+export const isSpec = (u: unknown): u is AnySpec => typeof u === "object" && u !== null && SpecTypeId in u
 
 /** Whether a value is a plain or batched remote made by {@link make}. */
 export const isRemote = (u: unknown): u is Any => typeof u === "object" && u !== null && TypeId in u

@@ -25,7 +25,7 @@
  * @since 0.1.0
  */
 import type { Stream } from "effect"
-import { Effect, ParseResult, Schema } from "effect"
+import { Effect, Either, ParseResult, Schema } from "effect"
 import * as ndjson from "./internal/ndjson.js"
 import * as internal from "./internal/wire.js"
 import { WireDecodeError } from "./WorkerError.js"
@@ -240,13 +240,33 @@ export const Envelope = Schema.Struct({
  */
 export interface Envelope extends Schema.Schema.Type<typeof Envelope> {}
 
-const decodeEnvelopeSchema = Schema.decodeUnknown(Envelope)
+const decodeEnvelopeSchema = Schema.decodeUnknownEither(Envelope)
 
 const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
-  path.reduce<string>(
-    (acc, key) => (typeof key === "number" ? internal.pathIndex(acc, key) : internal.pathKey(acc, String(key))),
-    "$"
-  )
+  path
+    .slice(0, 32)
+    .reduce<string>(
+      (acc, key) =>
+        typeof key === "number" ? internal.pathIndex(acc, key) : internal.pathKey(acc, String(key).slice(0, 100)),
+      "$"
+    )
+
+/**
+ * {@link decodeEnvelope}, synchronously.
+ *
+ * @since 0.2.0
+ */
+export const decodeEnvelopeEither = (body: unknown): Either.Either<Envelope, WireDecodeError> =>
+  Either.mapLeft(decodeEnvelopeSchema(body), (error) => {
+    const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
+    const path = formatPath(issue?.path ?? [])
+    const detail = issue?.message ?? error.message
+    return new WireDecodeError({
+      reason: "InvalidEnvelope",
+      path,
+      message: `invalid request body: ${detail.length > 300 ? `${detail.slice(0, 300)}...` : detail} (at ${path})`
+    })
+  })
 
 /**
  * Decodes a parsed request body into an `Envelope`. Fails with a `WireDecodeError` (`InvalidEnvelope`) naming the
@@ -255,15 +275,7 @@ const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
  * @since 0.1.0
  */
 export const decodeEnvelope = (body: unknown): Effect.Effect<Envelope, WireDecodeError> =>
-  Effect.mapError(decodeEnvelopeSchema(body), (error) => {
-    const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
-    const path = formatPath(issue?.path ?? [])
-    return new WireDecodeError({
-      reason: "InvalidEnvelope",
-      path,
-      message: `invalid request body: ${issue?.message ?? error.message} (at ${path})`
-    })
-  })
+  Effect.suspend(() => decodeEnvelopeEither(body))
 
 /**
  * A call's arguments after `decodeArguments`: JS values, ready for `bindArgs`.
@@ -284,22 +296,36 @@ export interface Arguments {
 export const decodeArguments = (
   envelope: Envelope,
   options?: { readonly maxDepth?: number }
-): Effect.Effect<Arguments, WireDecodeError> =>
-  Effect.gen(function* () {
-    const maxDepth = options?.maxDepth ?? defaultMaxDepth
-    const args: Array<unknown> = []
+): Effect.Effect<Arguments, WireDecodeError> => Effect.suspend(() => decodeArgumentsEither(envelope, options))
+
+/**
+ * {@link decodeArguments}, synchronously.
+ *
+ * @since 0.2.0
+ */
+export const decodeArgumentsEither = (
+  envelope: Envelope,
+  options?: { readonly maxDepth?: number }
+): Either.Either<Arguments, WireDecodeError> => {
+  const maxDepth = options?.maxDepth ?? defaultMaxDepth
+  try {
     const rawArgs = envelope.payload?.args ?? []
+    const args: Array<unknown> = new Array(rawArgs.length)
     for (let i = 0; i < rawArgs.length; i++) {
-      args.push(yield* decodeValue(rawArgs[i], { path: `$.payload.args[${i}]`, maxDepth }))
+      args[i] = internal.decodeValueUnsafe(rawArgs[i], { path: `$.payload.args[${i}]`, maxDepth })
     }
     const kwargs: Record<string, unknown> = {}
     const rawKwargs = envelope.payload?.kwargs ?? {}
     for (const key of Object.keys(rawKwargs)) {
-      const value = yield* decodeValue(rawKwargs[key], { path: internal.pathKey("$.payload.kwargs", key), maxDepth })
-      internal.setField(kwargs, key, value)
+      const path = internal.pathKey("$.payload.kwargs", key.length > 100 ? `${key.slice(0, 100)}...` : key)
+      internal.setField(kwargs, key, internal.decodeValueUnsafe(rawKwargs[key], { path, maxDepth }))
     }
-    return { args, kwargs }
-  })
+    return Either.right({ args, kwargs })
+  } catch (e) {
+    if (e instanceof WireDecodeError) return Either.left(e)
+    throw e
+  }
+}
 
 /**
  * Binds call arguments to a remote function's fields, as Python binds a call: positional `args` fill `fieldNames` in

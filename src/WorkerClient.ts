@@ -7,9 +7,8 @@
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import type * as HttpClient from "@effect/platform/HttpClient"
 import type { Duration, Effect, Redacted, Schema } from "effect"
-import type * as Deployment from "./Deployment.js"
-import { promiseClient } from "./App.js"
 import * as internal from "./internal/client.js"
+import * as promise from "./internal/promiseClient.js"
 import type * as Remote from "./Remote.js"
 
 /** Options of {@link make}. */
@@ -40,28 +39,35 @@ export type CallError = internal.CallError
  * A client: for every remote of the deployment, `name(payload)` returns the remote's success type or fails with its
  * declared error type or a {@link CallError}.
  */
-export type Client<Remotes extends Remote.Any> = internal.Client<Remotes>
+export type Client<Remotes extends Remote.AnySpec> = internal.Client<Remotes>
 
 /**
- * Make a client for the worker at `options.url` serving `deployment`. Needs an `HttpClient` (for example
- * `FetchHttpClient.layer` or `NodeHttpClient.layerUndici`); interrupting a call aborts its request, which interrupts
- * the remote on the worker.
+ * What a client is made from: a `Deployment` (its remotes), or the remotes' definitions alone (`Remote.define`), so
+ * that a caller imports a small spec module instead of the handlers, their contexts and models.
+ */
+export type Spec<Remotes extends Remote.AnySpec> = internal.Spec<Remotes>
+
+/**
+ * Make a client for the worker at `options.url` serving `spec` (a deployment, or its remotes' definitions). Needs an
+ * `HttpClient` (for example `FetchHttpClient.layer` or `NodeHttpClient.layerUndici`); interrupting a call aborts its
+ * request, which interrupts the remote on the worker. 429, 503 and connection errors are retried (a `Schedule`:
+ * exponential backoff with jitter, at least the worker's `Retry-After`) until `deadline`.
  *
  * @example
  * ```ts
  * const program = Effect.gen(function*() {
- *   const client = yield* WorkerClient.make(app, { url: "http://127.0.0.1:8000" })
+ *   const client = yield* WorkerClient.make([square], { url: "http://127.0.0.1:8000" }) // or make(app, ...)
  *   return yield* client.square({ x: 5 }) // 25
  * }).pipe(Effect.provide(FetchHttpClient.layer))
  * ```
  */
-export const make: <Provides, E, Remotes extends Remote.Any>(
-  deployment: Deployment.Deployment<Provides, E, Remotes>,
+export const make: <Remotes extends Remote.AnySpec>(
+  spec: Spec<Remotes>,
   options: Options
 ) => Effect.Effect<Client<Remotes>, never, HttpClient.HttpClient> = internal.make
 
 /** The Promise form of {@link Client}: the same methods, resolving or rejecting with the same error values. */
-export type PromiseClient<Remotes extends Remote.Any> = {
+export type PromiseClient<Remotes extends Remote.AnySpec> = {
   readonly [Rm in Remotes as Rm["name"]]: (
     payload: Schema.Schema.Type<Rm["payload"]>
   ) => Promise<Schema.Schema.Type<Rm["success"]>>
@@ -69,8 +75,7 @@ export type PromiseClient<Remotes extends Remote.Any> = {
 
 /**
  * {@link make} for Promise callers (over `fetch`). A call rejects with the error value itself (`instanceof` works:
- * the remote's declared error, `WorkerUnavailable`, `CallFailed`, ...), not a wrapper. (It lives with the rest of the
- * Promise facade, in App.ts, which runs the effects.)
+ * the remote's declared error, `WorkerUnavailable`, `CallFailed`, ...), not a wrapper.
  *
  * @example
  * ```ts
@@ -78,10 +83,10 @@ export type PromiseClient<Remotes extends Remote.Any> = {
  * await client.square({ x: 5 }) // 25
  * ```
  */
-export const makePromise: <Provides, E, Remotes extends Remote.Any>(
-  deployment: Deployment.Deployment<Provides, E, Remotes>,
+export const makePromise = <Remotes extends Remote.AnySpec>(
+  spec: Spec<Remotes>,
   options: Options
-) => PromiseClient<Remotes> = promiseClient
+): PromiseClient<Remotes> => promise.make(spec, options) as unknown as PromiseClient<Remotes>
 
 /** Re-exported so a Promise caller can build the Effect client on the same transport. */
 export const layerFetch: typeof FetchHttpClient.layer = FetchHttpClient.layer

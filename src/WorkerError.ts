@@ -335,3 +335,14 @@ export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()("Payl
     return `Request body larger than ${this.limitBytes} bytes`
   }
 }
+
+/** The HTTP server could not listen (the port is taken, the address is not this machine's, no permission). */
+export class ListenFailed extends Schema.TaggedError<ListenFailed>()("ListenFailed", {
+  host: Schema.optional(Schema.String),
+  port: Schema.Number,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `Could not listen on ${this.host ?? "every interface"} port ${this.port}: ${this.detail}`
+  }
+}

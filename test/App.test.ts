@@ -187,6 +187,16 @@ describe("App (Promise facade)", () => {
     await expect(fetch(`${url}/health`)).rejects.toThrow()
   })
 
+  it("stop() removes the signal listeners serve() added: a stopped app no longer ends the process", async () => {
+    const before = [process.listenerCount("SIGTERM"), process.listenerCount("SIGINT")]
+    const app = new App("signals")
+    app.remote({ name: "noop", benchmarkDataset: [{}] }, async () => 1)
+    await app.serve({ port: 0, host: "127.0.0.1" })
+    expect([process.listenerCount("SIGTERM"), process.listenerCount("SIGINT")]).toEqual(before.map((n) => n + 1))
+    await app.stop()
+    expect([process.listenerCount("SIGTERM"), process.listenerCount("SIGINT")]).toEqual(before)
+  })
+
   it("getContext works when something else runs the app's deployment (the CLI, Worker.make)", async () => {
     const app = new App("elsewhere")
     class Counter {

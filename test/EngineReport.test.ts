@@ -5,6 +5,7 @@ import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import * as Deployment from "../src/Deployment.js"
 import * as EngineReport from "../src/EngineReport.js"
+import * as WorkerConfig from "../src/WorkerConfig.js"
 import * as Remote from "../src/Remote.js"
 import * as Worker from "../src/Worker.js"
 import * as WorkerContext from "../src/WorkerContext.js"
@@ -265,7 +266,7 @@ describe("EngineReport", () => {
           ["USE_SSL", "true"]
         ])
       )
-      const options = yield* Effect.withConfigProvider(EngineReport.optionsFromEnv, env)
+      const options = yield* Effect.withConfigProvider(EngineReport.optionsFromEnv(), env)
       expect(options).toEqual(
         Option.some({
           reportAddrs: ["http://a/", "http://b"],
@@ -274,8 +275,19 @@ describe("EngineReport", () => {
           url: "https://9.9.9.9:41000"
         })
       )
-      const none = yield* Effect.withConfigProvider(EngineReport.optionsFromEnv, ConfigProvider.fromMap(new Map()))
+      const none = yield* Effect.withConfigProvider(EngineReport.optionsFromEnv(), ConfigProvider.fromMap(new Map()))
       expect(Option.isNone(none)).toBe(true)
+      // The port the worker really listens on (an option or --port) picks the public port, not WORKER_PORT.
+      const resolved = yield* Effect.withConfigProvider(WorkerConfig.resolve({ port: 3001 }), env)
+      expect(resolved.report?.url).toBe("https://9.9.9.9:3001")
+      const mapped = ConfigProvider.fromMap(
+        new Map([
+          ["REPORT_ADDR", "http://a"],
+          ["VAST_TCP_PORT_3001", "42001"]
+        ])
+      )
+      const viaOption = yield* Effect.withConfigProvider(WorkerConfig.resolve({ port: 3001 }), mapped)
+      expect(viaOption.report?.url).toBe("http://127.0.0.1:42001")
     })
   )
 })

@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Cause, ConfigProvider, Context, Deferred, Effect, Exit, Fiber, Schema, Scope } from "effect"
 import type { Duration } from "effect"
 import * as Deployment from "../src/Deployment.js"
-import { resolve } from "../src/internal/server.js"
+import { resolve } from "../src/WorkerConfig.js"
 import * as Remote from "../src/Remote.js"
 import * as Worker from "../src/Worker.js"
 import * as WorkerContext from "../src/WorkerContext.js"
@@ -101,13 +101,17 @@ describe("routes", () => {
       const del = yield* request(`${url}/health`, { method: "DELETE" })
       expect(del.status).toBe(405)
       expect(del.headers.get("allow")).toBe("GET")
-      // Past the router's default parameter length (100) and past ours (1024): still JSON.
+      // Names of any length: a JSON 404 naming the known remotes, the name echoed at most 2000 characters long.
       const long = yield* call(url, "r".repeat(120), {})
       expect(long.status).toBe(404)
       expect(long.json).toMatchObject({ _tag: "RemoteNotFound", remote: "r".repeat(120) })
-      const longer = yield* call(url, "r".repeat(2000), {})
+      const longer = yield* call(url, "r".repeat(5000), {})
       expect(longer.status).toBe(404)
-      expect(longer.json._tag).toBe("RouteNotFound")
+      expect(longer.json).toMatchObject({ _tag: "RemoteNotFound", known: ["echo", "divide", "boom"] })
+      expect(longer.text.length).toBeLessThan(3000)
+      const nested = yield* request(`${url}/remote/a/b`, { body: {} })
+      expect(nested.status).toBe(404)
+      expect(nested.json._tag).toBe("RouteNotFound")
     })
   )
 

@@ -21,9 +21,7 @@ const shellWord = (s: string): string => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s
 
 /** The URL to call from this machine: a worker listening on every interface is reached through `localhost`. */
 export const localUrl = (served: Worker.Served): string =>
-  served.address._tag === "TcpAddress" && ["::", "0.0.0.0"].includes(served.address.hostname)
-    ? `http://localhost:${served.address.port}`
-    : served.url
+  ["::", "0.0.0.0"].includes(served.address.hostname) ? `http://localhost:${served.address.port}` : served.url
 
 /**
  * A POSIX shell command that calls `detect` at `url` on the image file `image` with curl: the reference envelope, the

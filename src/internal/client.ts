@@ -1,9 +1,8 @@
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
-import { Clock, Duration, Effect, Either, ParseResult, Random, Redacted, Schema } from "effect"
-import type * as Deployment from "../Deployment.js"
-import type * as Remote from "../Remote.js"
+import { Duration, Effect, Either, ParseResult, Redacted, Schedule, Schema } from "effect"
+import * as Remote from "../Remote.js"
 import * as Wire from "../Wire.js"
 import {
   CallFailed,
@@ -23,8 +22,11 @@ export type Options = import("../WorkerClient.js").Options
 export type CallError =
   WorkerUnavailable | CallFailed | CallTimeout | PayloadInvalid | PayloadTooLarge | RemoteNotFound | Unauthorized
 
+/** What a client is made from: a deployment, or the remotes' definitions alone. @internal */
+export type Spec<Defs extends Remote.AnySpec> = { readonly remotes: ReadonlyMap<string, Defs> } | ReadonlyArray<Defs>
+
 /** @internal */
-export type Client<Remotes extends Remote.Any> = {
+export type Client<Remotes extends Remote.AnySpec> = {
   readonly [Rm in Remotes as Rm["name"]]: (
     payload: Schema.Schema.Type<Rm["payload"]>
   ) => Effect.Effect<Schema.Schema.Type<Rm["success"]>, Schema.Schema.Type<Rm["error"]> | CallError>
@@ -53,27 +55,22 @@ const issuesOf = (error: ParseResult.ParseError): ReadonlyArray<FieldIssue> =>
 
 const retryable = (e: unknown): e is WorkerUnavailable => e instanceof WorkerUnavailable && e.reason !== "failed"
 
-/** Retry 429/503/unreachable with exponential backoff and full jitter, giving up when the deadline would pass. */
-const withRetry = <A, E>(
-  attempt: Effect.Effect<A, E>,
-  deadline: number,
-  base: number,
-  max: number
-): Effect.Effect<A, E> =>
-  Effect.gen(function* () {
-    const start = yield* Clock.currentTimeMillis
-    for (let n = 0; ; n++) {
-      const result = yield* Effect.either(attempt)
-      if (Either.isRight(result)) return result.right
-      const e = result.left
-      if (!retryable(e)) return yield* Effect.fail(e)
-      const backoff = Math.min(max, base * 2 ** n) * (0.5 + (yield* Random.next) / 2)
-      const wait = Math.max(backoff, Math.min(max, e.retryAfterMillis ?? 0))
-      const now = yield* Clock.currentTimeMillis
-      if (now + wait - start > deadline) return yield* Effect.fail(e)
-      yield* Effect.sleep(Duration.millis(wait))
-    }
-  })
+/**
+ * Retry 429/503/unreachable: exponential backoff from `base` with jitter, each delay capped at `max` but never shorter
+ * than the worker's `Retry-After` (itself capped at `max`), until `deadline` has passed since the first retry.
+ */
+const retryPolicy = (deadline: Duration.Duration, base: Duration.Duration, max: Duration.Duration) =>
+  Schedule.identity<unknown>().pipe(
+    Schedule.intersect(Schedule.exponential(base)),
+    Schedule.modifyDelay(([error, backoff]) => {
+      const cap = Duration.toMillis(max)
+      const retryAfter = error instanceof WorkerUnavailable ? (error.retryAfterMillis ?? 0) : 0
+      return Math.max(Math.min(cap, Duration.toMillis(backoff)), Math.min(cap, retryAfter))
+    }),
+    Schedule.jitteredWith({ min: 0.5, max: 1 }),
+    Schedule.whileInput(retryable),
+    Schedule.upTo(deadline)
+  )
 
 const readJson = (response: HttpClientResponse.HttpClientResponse, remote: string) =>
   Effect.flatMap(
@@ -86,10 +83,10 @@ const readJson = (response: HttpClientResponse.HttpClientResponse, remote: strin
   )
 
 /** @internal */
-export const make = <Provides, E, Remotes extends Remote.Any>(
-  deployment: Deployment.Deployment<Provides, E, Remotes>,
+export const make = <Defs extends Remote.AnySpec>(
+  spec: Spec<Defs>,
   options: Options
-): Effect.Effect<Client<Remotes>, never, HttpClient.HttpClient> =>
+): Effect.Effect<Client<Defs>, never, HttpClient.HttpClient> =>
   Effect.map(HttpClient.HttpClient, (http) => {
     const base = options.url.replace(/\/+$/, "")
     const token =
@@ -98,11 +95,13 @@ export const make = <Provides, E, Remotes extends Remote.Any>(
         : Redacted.isRedacted(options.token)
           ? Redacted.value(options.token)
           : options.token
-    const deadline = Duration.toMillis(options.deadline ?? Duration.seconds(30))
-    const baseDelay = Duration.toMillis(options.baseDelay ?? Duration.millis(100))
-    const maxDelay = Duration.toMillis(options.maxDelay ?? Duration.seconds(5))
+    const retry = retryPolicy(
+      Duration.decode(options.deadline ?? Duration.seconds(30)),
+      Duration.decode(options.baseDelay ?? Duration.millis(100)),
+      Duration.decode(options.maxDelay ?? Duration.seconds(5))
+    )
 
-    const callRemote = (remote: Remote.Any) => (payload: unknown) =>
+    const callRemote = (remote: Remote.AnySpec) => (payload: unknown) =>
       Effect.gen(function* () {
         const name = remote.name
         const encoded = yield* Schema.encodeUnknown(asSchema(remote.payload))(payload).pipe(
@@ -131,7 +130,7 @@ export const make = <Provides, E, Remotes extends Remote.Any>(
           }
           return body
         })
-        const body = yield* withRetry(attempt, deadline, baseDelay, maxDelay)
+        const body = yield* Effect.retry(attempt, retry)
 
         const result = (body as { result?: { ok?: unknown; err?: unknown } } | null)?.result
         if (typeof result !== "object" || result === null) {
@@ -159,6 +158,9 @@ export const make = <Provides, E, Remotes extends Remote.Any>(
       })
 
     const client: Record<string, (payload: unknown) => Effect.Effect<unknown, unknown>> = {}
-    for (const remote of deployment.remotes.values()) client[remote.name] = callRemote(remote)
-    return client as unknown as Client<Remotes>
+    const remotes: ReadonlyArray<unknown> = Array.isArray(spec)
+      ? spec
+      : [...(spec as { remotes: ReadonlyMap<string, unknown> }).remotes.values()]
+    for (const remote of remotes) if (Remote.isSpec(remote)) client[remote.name] = callRemote(remote)
+    return client as unknown as Client<Defs>
   })

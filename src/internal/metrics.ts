@@ -1,7 +1,8 @@
 import type { ContextRecord } from "./registry.js"
 
 /** How one call ended, as counted in `/metrics`. */
-export type Outcome = "ok" | "error" | "invalid" | "timeout" | "defect" | "rejected" | "interrupted"
+export type Outcome =
+  "ok" | "error" | "invalid" | "timeout" | "defect" | "unencodable" | "rejected" | "cancelled" | "interrupted"
 
 /** Every outcome, in the order `/metrics` prints them. */
 export const outcomes: ReadonlyArray<Outcome> = [
@@ -10,7 +11,9 @@ export const outcomes: ReadonlyArray<Outcome> = [
   "invalid",
   "timeout",
   "defect",
+  "unencodable",
   "rejected",
+  "cancelled",
   "interrupted"
 ]
 
@@ -38,7 +41,17 @@ export class Recorder {
     for (const name of names) {
       this.remotes.set(name, {
         name,
-        calls: { ok: 0, error: 0, invalid: 0, timeout: 0, defect: 0, rejected: 0, interrupted: 0 },
+        calls: {
+          ok: 0,
+          error: 0,
+          invalid: 0,
+          timeout: 0,
+          defect: 0,
+          unencodable: 0,
+          rejected: 0,
+          cancelled: 0,
+          interrupted: 0
+        },
         buckets: latencyBuckets.map(() => 0),
         latencyCount: 0,
         latencySum: 0

@@ -1,4 +1,4 @@
-import { Effect } from "effect"
+import { Effect, Either } from "effect"
 import { WireArgumentError, WireDecodeError, WireEncodeError } from "../WorkerError.js"
 
 /** @internal */
@@ -77,6 +77,33 @@ const isPaddedBase64 = (s: string): boolean => {
 export interface DecodeOptions {
   readonly path?: string
   readonly maxDepth?: number
+}
+
+/**
+ * Whether parsed JSON nests deeper than `maxDepth` (arrays and objects), checked without recursion: run it before
+ * anything recursive (schema decoding, error formatting) sees a hostile body. @internal
+ */
+export const checkDepth = (json: unknown, maxDepth: number): Either.Either<unknown, WireDecodeError> => {
+  if (typeof json !== "object" || json === null) return Either.right(json)
+  const stack: Array<unknown> = [json]
+  const depths: Array<number> = [1]
+  while (stack.length > 0) {
+    const value = stack.pop()!
+    const depth = depths.pop()!
+    if (depth > maxDepth) {
+      return Either.left(
+        new WireDecodeError({ reason: "TooDeep", path: "$", message: `the body nests deeper than ${maxDepth} levels` })
+      )
+    }
+    const children = Array.isArray(value) ? value : Object.values(value as object)
+    for (const child of children) {
+      if (typeof child === "object" && child !== null) {
+        stack.push(child)
+        depths.push(depth + 1)
+      }
+    }
+  }
+  return Either.right(json)
 }
 
 const knownTypes = new Set(["bytes", "list", "tuple", "dict", "obj"])
@@ -199,9 +226,13 @@ const decodeObj = (json: Record<string, unknown>, path: string, depth: number, m
   return out
 }
 
+/** Decode a wire value; throws `WireDecodeError` (the call pipeline's synchronous form). @internal */
+export const decodeValueUnsafe = (json: unknown, options?: DecodeOptions): unknown =>
+  decodeAt(json, options?.path ?? "$", 0, options?.maxDepth ?? defaultMaxDepth)
+
 /** @internal */
 export const decodeValue = (json: unknown, options?: DecodeOptions): Effect.Effect<unknown, WireDecodeError> =>
-  catching(WireDecodeError, () => decodeAt(json, options?.path ?? "$", 0, options?.maxDepth ?? defaultMaxDepth))
+  catching(WireDecodeError, () => decodeValueUnsafe(json, options))
 
 // ---------------------------------------------------------------------------
 // encoding
@@ -333,17 +364,24 @@ const encodeErrorAt = (error: unknown, path: string, depth: number, state: Encod
   }
 }
 
+/** Encode a value for the wire; throws `WireEncodeError` (the call pipeline's synchronous form). @internal */
+export const encodeValueUnsafe = (value: unknown, options?: EncodeOptions): Json =>
+  encodeAt(value, "$", 0, makeState(options))
+
+/** Encode an error for the wire; throws `WireEncodeError`. @internal */
+export const encodeErrorUnsafe = (error: unknown, options?: EncodeOptions): Json => {
+  const state = makeState(options)
+  if (typeof error === "object" && error !== null) state.ancestors.add(error)
+  return encodeErrorAt(error, "$", 1, state)
+}
+
 /** @internal */
 export const encodeValue = (value: unknown, options?: EncodeOptions): Effect.Effect<Json, WireEncodeError> =>
-  catching(WireEncodeError, () => encodeAt(value, "$", 0, makeState(options)))
+  catching(WireEncodeError, () => encodeValueUnsafe(value, options))
 
 /** @internal */
 export const encodeError = (error: unknown, options?: EncodeOptions): Effect.Effect<Json, WireEncodeError> =>
-  catching(WireEncodeError, () => {
-    const state = makeState(options)
-    if (typeof error === "object" && error !== null) state.ancestors.add(error)
-    return encodeErrorAt(error, "$", 1, state)
-  })
+  catching(WireEncodeError, () => encodeErrorUnsafe(error, options))
 
 const makeState = (options: EncodeOptions | undefined): EncodeState => ({
   maxDepth: options?.maxDepth ?? defaultMaxDepth,
@@ -370,6 +408,49 @@ const catching = <A, E>(
 // arguments
 // ---------------------------------------------------------------------------
 
+/** Bind call arguments to a remote's fields, synchronously. @internal */
+export const bindArgsEither = (
+  fieldNames: ReadonlyArray<string>,
+  args: ReadonlyArray<unknown>,
+  kwargs: Readonly<Record<string, unknown>>,
+  options?: { readonly anyKeyword?: boolean | undefined }
+): Either.Either<Record<string, unknown>, WireArgumentError> => {
+  if (args.length > fieldNames.length) {
+    return Either.left(
+      new WireArgumentError({
+        reason: "TooManyPositional",
+        message: `takes ${fieldNames.length} positional argument${
+          fieldNames.length === 1 ? "" : "s"
+        } but ${args.length} ${args.length === 1 ? "was" : "were"} given`
+      })
+    )
+  }
+  const out: Record<string, unknown> = {}
+  for (let i = 0; i < args.length; i++) setField(out, fieldNames[i]!, args[i])
+  for (const key of Object.keys(kwargs)) {
+    if (options?.anyKeyword !== true && !fieldNames.includes(key)) {
+      return Either.left(
+        new WireArgumentError({
+          reason: "UnknownKeyword",
+          field: key.length > 100 ? `${key.slice(0, 100)}...` : key,
+          message: `got an unexpected keyword argument ${JSON.stringify(key.length > 100 ? `${key.slice(0, 100)}...` : key)}`
+        })
+      )
+    }
+    if (hasOwn(out, key)) {
+      return Either.left(
+        new WireArgumentError({
+          reason: "DuplicateArgument",
+          field: key,
+          message: `got multiple values for argument ${JSON.stringify(key)}`
+        })
+      )
+    }
+    setField(out, key, kwargs[key])
+  }
+  return Either.right(out)
+}
+
 /** @internal */
 export const bindArgs = (
   fieldNames: ReadonlyArray<string>,
@@ -377,40 +458,4 @@ export const bindArgs = (
   kwargs: Readonly<Record<string, unknown>>,
   options?: { readonly anyKeyword?: boolean | undefined }
 ): Effect.Effect<Record<string, unknown>, WireArgumentError> =>
-  Effect.suspend(() => {
-    if (args.length > fieldNames.length) {
-      return Effect.fail(
-        new WireArgumentError({
-          reason: "TooManyPositional",
-          message: `takes ${fieldNames.length} positional argument${
-            fieldNames.length === 1 ? "" : "s"
-          } but ${args.length} ${args.length === 1 ? "was" : "were"} given`
-        })
-      )
-    }
-    const known = new Set(fieldNames)
-    const out: Record<string, unknown> = {}
-    args.forEach((arg, i) => setField(out, fieldNames[i]!, arg))
-    for (const key of Object.keys(kwargs)) {
-      if (!known.has(key) && options?.anyKeyword !== true) {
-        return Effect.fail(
-          new WireArgumentError({
-            reason: "UnknownKeyword",
-            field: key,
-            message: `got an unexpected keyword argument ${JSON.stringify(key)}`
-          })
-        )
-      }
-      if (hasOwn(out, key)) {
-        return Effect.fail(
-          new WireArgumentError({
-            reason: "DuplicateArgument",
-            field: key,
-            message: `got multiple values for argument ${JSON.stringify(key)}`
-          })
-        )
-      }
-      setField(out, key, kwargs[key])
-    }
-    return Effect.succeed(out)
-  })
+  Effect.suspend(() => bindArgsEither(fieldNames, args, kwargs, options))

@@ -4,13 +4,14 @@ import {
   Deferred,
   Duration,
   Effect,
+  Either,
   Exit,
   Fiber,
   FiberId,
-  FiberSet,
   Layer,
   Option,
   ParseResult,
+  Runtime,
   Schema,
   Scope,
   SubscriptionRef
@@ -19,6 +20,7 @@ import * as Benchmark from "../Benchmark.js"
 import type * as Deployment from "../Deployment.js"
 import type * as Remote from "../Remote.js"
 import * as WorkerContext from "../WorkerContext.js"
+import type { WorkerOptions } from "../WorkerConfig.js"
 import {
   BenchmarkFailed,
   CallFailed,
@@ -32,6 +34,7 @@ import {
   StartupFailed,
   WorkerUnavailable
 } from "../WorkerError.js"
+import { Admission, Load } from "./admission.js"
 import * as Metrics from "./metrics.js"
 import { activeRegistries, latest, Registry } from "./registry.js"
 import type { ContextRecord } from "./registry.js"
@@ -63,25 +66,7 @@ export interface RemoteStats {
   readonly maxQueue: number
 }
 
-export interface Options {
-  readonly callTimeout?: Duration.DurationInput | undefined
-  readonly drainTimeout?: Duration.DurationInput | undefined
-  readonly benchmark?: boolean | undefined
-  readonly maxQueueTime?: Duration.DurationInput | undefined
-}
-
-/**
- * Hooks into one call's path, for a transport that accounts calls elsewhere (the engine reports). Called
- * synchronously on the call path: keep them cheap and never throw.
- */
-export interface CallObserver {
-  /** The call was admitted (decoded, not refused): `workload` units are now pending; it may still wait for a slot. */
-  readonly admitted: (workload: number) => void
-  /** The call got its concurrency slot: the handler runs from now. */
-  readonly started: () => void
-  /** The call was refused because the queue is full or the estimated wait too long (`queue-full`, a 429). */
-  readonly rejected: (workload: number) => void
-}
+export type Options = WorkerOptions
 
 export type InvokeError = RemoteNotFound | PayloadInvalid | WorkerUnavailable | CallTimeout | CallFailed | RemoteFailure
 
@@ -90,13 +75,13 @@ export interface Worker<Provides, Remotes extends Remote.Any> {
   readonly status: SubscriptionRef.SubscriptionRef<Status>
   readonly report: Effect.Effect<Report>
   readonly awaitReady: Effect.Effect<void, StartupFailed>
-  readonly invoke: (name: string, payload: unknown, observer?: CallObserver) => Effect.Effect<unknown, InvokeError>
+  readonly invoke: (name: string, payload: unknown) => Effect.Effect<unknown, InvokeError>
   readonly call: <Rm extends Remotes>(
     remote: Rm,
     payload: Schema.Schema.Type<Rm["payload"]>
   ) => Effect.Effect<
     Schema.Schema.Type<Rm["success"]>,
-    Schema.Schema.Type<Rm["error"]> | WorkerUnavailable | CallTimeout
+    Schema.Schema.Type<Rm["error"]> | WorkerUnavailable | CallTimeout | RemoteNotFound
   >
   readonly stats: Effect.Effect<ReadonlyArray<RemoteStats>>
   readonly metrics: Effect.Effect<Metrics.Snapshot>
@@ -105,27 +90,123 @@ export interface Worker<Provides, Remotes extends Remote.Any> {
   readonly registry: Registry
 }
 
-interface Slot {
+/**
+ * One remote as a running worker holds it: its admission, and its Schema codecs built once (building a decoder per
+ * call shows in a trivial call's profile). The codecs are synchronous where the Schema allows (`undefined` when it
+ * needs an async step); the call path falls back to the Effect form then.
+ */
+export interface Entry {
   readonly remote: Remote.Any
-  readonly semaphore: Effect.Semaphore
+  readonly admission: Admission
   readonly maxQueueTime: Duration.Duration | undefined
-  // Built once per remote: making a Schema decoder or encoder per call shows up in a trivial call's profile.
-  readonly decodePayload: (u: unknown) => Effect.Effect<unknown, ParseResult.ParseError>
+  readonly timeout: Duration.Duration | undefined
+  readonly decodeSync: (u: unknown) => Either.Either<unknown, PayloadInvalid> | undefined
+  readonly decode: (u: unknown) => Effect.Effect<unknown, PayloadInvalid>
   readonly encodeSuccess: (u: unknown) => Effect.Effect<unknown, ParseResult.ParseError>
   readonly encodeError: (u: unknown) => Effect.Effect<unknown, ParseResult.ParseError>
-  running: number
-  queued: number
+}
+
+/** A call admitted by {@link Core.admit}: its workload is pending until `execute` ends. */
+export interface Admitted {
+  readonly workload: number
+}
+
+/**
+ * The worker as a transport drives it, one step at a time (the HTTP pipeline reads it top to bottom): find the
+ * remote, admit the call synchronously (or refuse it), fork its execution with the entered contexts, record how it
+ * ended. `invoke` and `call` are built from the same steps.
+ */
+export interface Core<Provides, Remotes extends Remote.Any> extends Worker<Provides, Remotes> {
+  readonly entry: (name: string) => Entry | undefined
+  readonly knownRemotes: ReadonlyArray<string>
+  /** Admit a call now, or say why not. `internal` calls (the benchmark) are admitted while benchmarking. */
+  readonly admit: (entry: Entry, payload: unknown, internal?: boolean) => Either.Either<Admitted, WorkerUnavailable>
+  /**
+   * Run an admitted call: wait for a slot (`onStart` when it has one), run the handler under its timeout, release.
+   * The remote's declared error arrives as `RemoteFailure` (not encoded yet: `encoded` is undefined), never mixed with
+   * the worker's own errors.
+   */
+  readonly execute: (
+    entry: Entry,
+    payload: unknown,
+    admitted: Admitted,
+    onStart?: () => void
+  ) => Effect.Effect<unknown, RemoteFailure | CallTimeout>
+  /** Fork an effect with the entered contexts, tracked so shutdown can interrupt it after the drain timeout. */
+  readonly fork: <A, E>(effect: Effect.Effect<A, E, any>) => Fiber.RuntimeFiber<A, E>
+  /** Count one call in the metrics. */
+  readonly record: (name: string | undefined, outcome: Metrics.Outcome, seconds: number | undefined) => void
+  readonly phase: () => Phase
+  readonly statusNow: () => Status
+  readonly reportNow: () => Report
+  readonly metricsNow: () => Metrics.Snapshot
+  /** Why a call cannot be taken in the current phase. */
+  readonly unavailable: () => WorkerUnavailable
 }
 
 const DEFAULT_DRAIN = Duration.seconds(30)
 
 let callIds = 0
-const nextId = (): string => `${Date.now().toString(36)}-${(++callIds).toString(36)}`
+/** An id to find a failure in the log by; the response carries it, never the cause. */
+export const failureId = (): string => `${Date.now().toString(36)}-${(++callIds).toString(36)}`
 
-const issuesOf = (error: ParseResult.ParseError): ReadonlyArray<FieldIssue> =>
-  ParseResult.ArrayFormatter.formatErrorSync(error).map(
-    (i) => new FieldIssue({ path: [...i.path] as Array<string | number>, message: i.message })
-  )
+/** At most this many issues reach a response: a payload failing in ten thousand places needs no ten thousand lines. */
+const MAX_ISSUES = 20
+/** Longest issue message echoed back: a megabyte of bad input must not come back in the error body. */
+const MAX_ISSUE_MESSAGE = 300
+
+const truncate = (s: string, max: number): string => (s.length <= max ? s : `${s.slice(0, max)}... (truncated)`)
+
+/** The issues of a parse error as `FieldIssue`s, capped in number and length. */
+export const issuesOf = (error: ParseResult.ParseError): ReadonlyArray<FieldIssue> =>
+  ParseResult.ArrayFormatter.formatErrorSync(error)
+    .slice(0, MAX_ISSUES)
+    .map(
+      (i) =>
+        new FieldIssue({
+          path: i.path.slice(0, 32).map((p) => (typeof p === "number" ? p : truncate(String(p), 100))),
+          message: truncate(i.message, MAX_ISSUE_MESSAGE)
+        })
+    )
+
+/** A synchronous parser when the Schema allows one; `undefined` from it means "needs the async form". */
+const syncDecoder = (remote: Remote.Any) => {
+  const schema = remote.payload as unknown as Schema.Schema<unknown, unknown, never>
+  const options = { errors: "all", onExcessProperty: "error" } as const
+  const sync = ParseResult.decodeUnknownEither(schema, options)
+  const async = Schema.decodeUnknown(schema, options)
+  const invalid = (e: ParseResult.ParseError) => new PayloadInvalid({ remote: remote.name, issues: issuesOf(e) })
+  return {
+    decodeSync: (u: unknown): Either.Either<unknown, PayloadInvalid> | undefined => {
+      const r = sync(u)
+      if (Either.isRight(r)) return Either.right(r.right)
+      return hasForbidden(r.left) ? undefined : Either.left(invalid(new ParseResult.ParseError({ issue: r.left })))
+    },
+    decode: (u: unknown) => Effect.mapError(async(u), invalid)
+  }
+}
+
+/** Whether a parse issue says "this step is asynchronous" (run it with the Effect decoder). */
+const hasForbidden = (issue: ParseResult.ParseIssue): boolean => {
+  const stack: Array<ParseResult.ParseIssue> = [issue]
+  while (stack.length > 0) {
+    const i = stack.pop()!
+    switch (i._tag) {
+      case "Forbidden":
+        return true
+      case "Composite":
+        if (Array.isArray(i.issues)) stack.push(...(i.issues as ReadonlyArray<ParseResult.ParseIssue>))
+        else stack.push(i.issues as ParseResult.ParseIssue)
+        break
+      case "Pointer":
+      case "Refinement":
+      case "Transformation":
+        stack.push(i.issue)
+        break
+    }
+  }
+  return false
+}
 
 const workloadOf = (remote: Remote.Any, payload: unknown): number => {
   const f = remote.benchmark?.workload
@@ -139,6 +220,7 @@ const workloadOf = (remote: Remote.Any, payload: unknown): number => {
   }
 }
 
+/** How an in-process call ended, for the metrics. */
 const outcomeOf = (exit: Exit.Exit<unknown, InvokeError>): Metrics.Outcome => {
   if (Exit.isSuccess(exit)) return "ok"
   const failure = Cause.failureOption(exit.cause)
@@ -154,7 +236,33 @@ const outcomeOf = (exit: Exit.Exit<unknown, InvokeError>): Metrics.Outcome => {
     case "RemoteNotFound":
       return "rejected"
     case "CallFailed":
-      return "defect"
+      return failure.value.reason === "encode" ? "unencodable" : "defect"
+  }
+}
+
+/**
+ * The lifecycle state a worker keeps: where it is, when it got ready, the last error and the benchmark. One object
+ * with named fields instead of `let`s spread over a closure.
+ */
+class Lifecycle {
+  phase: Phase = "starting"
+  since = 0
+  readyAt: number | undefined
+  lastError: string | undefined
+  benchmark: Benchmark.Result | undefined
+
+  unavailable(): WorkerUnavailable {
+    switch (this.phase) {
+      case "starting":
+      case "benchmarking":
+        return new WorkerUnavailable({ reason: "starting", detail: "contexts are entering" })
+      case "failed":
+        return new WorkerUnavailable({ reason: "failed", detail: this.lastError })
+      case "stopped":
+        return new WorkerUnavailable({ reason: "stopped" })
+      default:
+        return new WorkerUnavailable({ reason: "draining" })
+    }
   }
 }
 
@@ -162,7 +270,7 @@ const outcomeOf = (exit: Exit.Exit<unknown, InvokeError>): Metrics.Outcome => {
 export const start = <Provides, E, Remotes extends Remote.Any>(
   deployment: Deployment.Deployment<Provides, E, Remotes>,
   options: Options = {}
-): Effect.Effect<Worker<Provides, Remotes>, never, Scope.Scope> =>
+): Effect.Effect<Core<Provides, Remotes>, never, Scope.Scope> =>
   Effect.gen(function* () {
     const outer = yield* Effect.scope
     const registry = new Registry(deployment.contexts)
@@ -171,205 +279,178 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
     const startedAt = yield* Clock.currentTimeMillis
     const status = yield* SubscriptionRef.make<Status>({ phase: "starting", since: startedAt })
     const contextsScope = yield* Scope.make()
-    const inflight = yield* FiberSet.make<unknown, unknown>()
     const ready = yield* Deferred.make<void, StartupFailed>()
     const drainTimeout = Duration.decode(options.drainTimeout ?? DEFAULT_DRAIN)
     const callTimeout = options.callTimeout === undefined ? undefined : Duration.decode(options.callTimeout)
     const recorder = new Metrics.Recorder(deployment.remotes.keys())
-
-    let phase: Phase = "starting"
-    let readyAt: number | undefined
-    let lastError: string | undefined
-    let benchmark: Benchmark.Result | undefined
-    // Forks a call into `inflight` with the entered contexts and the registry already in its runtime: set once at
-    // start-up rather than per call (providing and joining per call cost a third of a trivial call's time).
-    let runCall: ((effect: Effect.Effect<unknown, unknown>) => Fiber.RuntimeFiber<unknown, unknown>) | undefined
-    let active = 0
-    // Workload units of every admitted call not yet finished: with the score, how long a new call would wait.
-    let pendingWorkload = 0
-    let drained: Deferred.Deferred<void> | undefined
+    const life = new Lifecycle()
+    life.since = startedAt
+    const load = new Load()
+    // Calls in flight, interrupted when the drain runs out of time.
+    const inflight = new Set<Fiber.RuntimeFiber<unknown, unknown>>()
+    // Set once the contexts have entered: calls fork from a runtime that already holds them (providing them per call
+    // cost a third of a trivial call's time).
+    let runtime: Runtime.Runtime<Provides> | undefined
 
     const setPhase = (next: Phase, error?: string) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) => {
-        phase = next
-        if (error !== undefined) lastError = error
+        life.phase = next
+        life.since = now
+        if (error !== undefined) life.lastError = error
         return SubscriptionRef.set(status, { phase: next, since: now, error })
       })
 
-    const slots = new Map<string, Slot>()
+    const entries = new Map<string, Entry>()
     for (const remote of deployment.remotes.values()) {
       const maxQueueTime = remote.maxQueueTime ?? options.maxQueueTime
-      slots.set(remote.name, {
+      const timeout = remote.timeout ?? callTimeout
+      entries.set(remote.name, {
         remote,
-        semaphore: Effect.unsafeMakeSemaphore(remote.concurrency),
+        admission: new Admission(remote.concurrency, remote.maxQueue),
         maxQueueTime: maxQueueTime === undefined ? undefined : Duration.decode(maxQueueTime),
-        decodePayload: Schema.decodeUnknown(remote.payload as unknown as Schema.Schema<unknown, unknown, never>, {
-          errors: "all",
-          onExcessProperty: "error"
-        }),
+        timeout: timeout === undefined ? undefined : Duration.decode(timeout),
+        ...syncDecoder(remote),
         encodeSuccess: Schema.encodeUnknown(remote.success as Schema.Schema<unknown, unknown, never>),
-        encodeError: Schema.encodeUnknown(remote.error as Schema.Schema<unknown, unknown, never>),
-        running: 0,
-        queued: 0
+        encodeError: Schema.encodeUnknown(remote.error as Schema.Schema<unknown, unknown, never>)
       })
     }
+    const knownRemotes = [...entries.keys()]
 
-    const unavailable = (): WorkerUnavailable => {
-      switch (phase) {
-        case "starting":
-        case "benchmarking":
-          return new WorkerUnavailable({ reason: "starting", detail: "contexts are entering" })
-        case "failed":
-          return new WorkerUnavailable({ reason: "failed", detail: lastError })
-        case "stopped":
-          return new WorkerUnavailable({ reason: "stopped" })
-        default:
-          return new WorkerUnavailable({ reason: "draining" })
+    const admit = (entry: Entry, payload: unknown, internal = false): Either.Either<Admitted, WorkerUnavailable> => {
+      if (life.phase !== "ready" && !(internal && life.phase === "benchmarking")) return Either.left(life.unavailable())
+      const { admission, remote } = entry
+      const score = life.benchmark?.score
+      const waitSeconds = load.waitSeconds(score)
+      const retryAfterMillis = waitSeconds === undefined ? undefined : Math.ceil(waitSeconds * 1000)
+      // Admitted calls count whether or not they hold a slot yet: a burst admitted in one tick has none yet.
+      if (!admission.hasRoom()) {
+        return Either.left(
+          new WorkerUnavailable({
+            reason: "queue-full",
+            detail: `remote "${remote.name}" has ${admission.queued} calls queued (maxQueue ${remote.maxQueue})`,
+            retryAfterMillis
+          })
+        )
       }
+      if (!internal && admission.wouldWait() && load.exceeds(score, entry.maxQueueTime)) {
+        return Either.left(
+          new WorkerUnavailable({
+            reason: "queue-full",
+            detail:
+              `remote "${remote.name}": estimated wait ${waitSeconds!.toFixed(1)} s exceeds maxQueueTime ` +
+              `${Duration.format(entry.maxQueueTime!)} (${load.pending} workload pending at ${score!.toFixed(1)}/s)`,
+            retryAfterMillis
+          })
+        )
+      }
+      const workload = workloadOf(remote, payload)
+      load.add(workload)
+      return Either.right({ workload })
     }
 
-    /** Admit, queue and run one call in the worker's fiber set; the caller's interruption reaches the handler. */
-    const run = (
-      slot: Slot,
+    const execute = (
+      entry: Entry,
       payload: unknown,
-      internal: boolean,
-      observer?: CallObserver
-    ): Effect.Effect<unknown, unknown> =>
-      Effect.uninterruptibleMask((restore) => {
-        if (phase !== "ready" && !(internal && phase === "benchmarking")) return Effect.fail(unavailable())
-        const wouldWait = slot.running + slot.queued >= slot.remote.concurrency
-        const score = benchmark?.score
-        // Seconds until the work already admitted is done, at the measured rate (as the reference estimates it).
-        const waitSeconds = score === undefined || score <= 0 ? undefined : pendingWorkload / score
-        const retryAfterMillis = waitSeconds === undefined ? undefined : Math.ceil(waitSeconds * 1000)
-        // Admitted calls count whether or not they hold a slot yet: a burst admitted in one tick has none yet.
-        if (slot.running + slot.queued >= slot.remote.concurrency + slot.remote.maxQueue) {
-          observer?.rejected(workloadOf(slot.remote, payload))
-          return Effect.fail(
-            new WorkerUnavailable({
-              reason: "queue-full",
-              detail: `remote "${slot.remote.name}" has ${slot.queued} calls queued (maxQueue ${slot.remote.maxQueue})`,
-              retryAfterMillis
-            })
-          )
-        }
-        if (
-          !internal &&
-          wouldWait &&
-          waitSeconds !== undefined &&
-          slot.maxQueueTime !== undefined &&
-          waitSeconds * 1000 > Duration.toMillis(slot.maxQueueTime)
-        ) {
-          observer?.rejected(workloadOf(slot.remote, payload))
-          return Effect.fail(
-            new WorkerUnavailable({
-              reason: "queue-full",
-              detail:
-                `remote "${slot.remote.name}": estimated wait ${waitSeconds.toFixed(1)} s exceeds maxQueueTime ` +
-                `${Duration.format(slot.maxQueueTime)} (${pendingWorkload} workload pending at ${score!.toFixed(1)}/s)`,
-              retryAfterMillis
-            })
-          )
-        }
-        const workload = workloadOf(slot.remote, payload)
-        pendingWorkload += workload
-        observer?.admitted(workload)
-        active++
-        slot.queued++
-        let started = false
-        const timeout = slot.remote.timeout === undefined ? callTimeout : Duration.decode(slot.remote.timeout)
-        let handler = slot.remote.handler(payload) as Effect.Effect<unknown, unknown>
-        if (timeout !== undefined) {
-          handler = Effect.timeoutFail(handler, {
-            duration: timeout,
-            onTimeout: () => new CallTimeout({ remote: slot.remote.name, timeoutMillis: Duration.toMillis(timeout) })
-          })
-        }
-        const job = slot.semaphore.withPermits(1)(
-          Effect.suspend(() => {
-            started = true
-            slot.queued--
-            slot.running++
-            observer?.started()
-            return handler
-          })
-        )
-        return Effect.gen(function* () {
-          const fiber = runCall!(Effect.interruptible(job))
-          // `await`, not `join`: the caller must not inherit the call fiber's FiberRefs (the worker's runtime).
-          const exit = yield* restore(Effect.flatten(Fiber.await(fiber))).pipe(
-            Effect.onInterrupt(() => Fiber.interrupt(fiber)),
-            Effect.exit
-          )
-          if (started) slot.running--
-          else slot.queued--
-          pendingWorkload -= workload
-          active--
-          if (active === 0 && drained !== undefined) Deferred.unsafeDone(drained, Exit.void)
-          return yield* exit
+      admitted: Admitted,
+      onStart?: () => void
+    ): Effect.Effect<unknown, RemoteFailure | CallTimeout> => {
+      const name = entry.remote.name
+      // The declared error is wrapped first, so nothing the worker adds (a timeout) can be mistaken for it.
+      let handler: Effect.Effect<unknown, RemoteFailure | CallTimeout> = Effect.mapError(
+        entry.remote.handler(payload) as Effect.Effect<unknown, unknown>,
+        (error) => new RemoteFailure({ remote: name, error, encoded: undefined })
+      )
+      const timeout = entry.timeout
+      if (timeout !== undefined) {
+        handler = Effect.timeoutFail(handler, {
+          duration: timeout,
+          onTimeout: () => new CallTimeout({ remote: name, timeoutMillis: Duration.toMillis(timeout) })
         })
-      })
-
-    const call = (remote: Remote.Any, payload: unknown, internal = false) => {
-      const slot = slots.get(remote.name)
-      if (slot === undefined || slot.remote !== remote) {
-        return Effect.fail(new RemoteNotFound({ remote: remote.name, known: [...slots.keys()] }))
       }
-      return run(slot, payload, internal)
-    }
-
-    const invoke = (name: string, payload: unknown, observer?: CallObserver): Effect.Effect<unknown, InvokeError> => {
-      const slot = slots.get(name)
-      if (slot === undefined) {
-        recorder.unknownRemote++
-        return Effect.fail(new RemoteNotFound({ remote: name, known: [...slots.keys()] }))
-      }
-      return Effect.flatMap(Clock.currentTimeNanos, (t0) =>
-        Effect.onExit(invokeSlot(slot, payload, observer), (exit) =>
-          Effect.map(Clock.currentTimeNanos, (t1) => {
-            const outcome = outcomeOf(exit)
-            const ran = outcome !== "invalid" && outcome !== "rejected"
-            recorder.record(name, outcome, ran ? Number(t1 - t0) / 1e9 : undefined)
-          })
-        )
+      return Effect.ensuring(
+        entry.admission.run(handler, onStart),
+        Effect.sync(() => load.remove(admitted.workload))
       )
     }
 
-    const invokeSlot = (slot: Slot, payload: unknown, observer?: CallObserver): Effect.Effect<unknown, InvokeError> => {
-      const remote = slot.remote
-      const name = remote.name
-      return slot.decodePayload(payload).pipe(
-        Effect.mapError((e) => new PayloadInvalid({ remote: name, issues: issuesOf(e) })),
-        Effect.flatMap((decoded) => run(slot, decoded, false, observer)),
+    const fork = <A, E>(effect: Effect.Effect<A, E, any>): Fiber.RuntimeFiber<A, E> => {
+      const fiber = Runtime.runFork(runtime!)(effect as Effect.Effect<A, E, Provides>)
+      const tracked = fiber as Fiber.RuntimeFiber<unknown, unknown>
+      inflight.add(tracked)
+      fiber.addObserver(() => inflight.delete(tracked))
+      return fiber
+    }
+
+    /** Fork, and wait for the fiber without inheriting its FiberRefs; interrupting the waiter interrupts the call. */
+    const runForked = <A, E>(effect: Effect.Effect<A, E, any>): Effect.Effect<A, E> =>
+      Effect.suspend(() => {
+        const fiber = fork(effect)
+        return Effect.flatten(Fiber.await(fiber)).pipe(Effect.onInterrupt(() => Fiber.interrupt(fiber)))
+      })
+
+    const notFound = (name: string) => new RemoteNotFound({ remote: name, known: knownRemotes })
+
+    /** Admit and run a decoded payload, typed: the remote's declared error comes back as itself. */
+    const callEntry = (
+      entry: Entry,
+      payload: unknown,
+      internal: boolean
+    ): Effect.Effect<unknown, RemoteFailure | CallTimeout | WorkerUnavailable> =>
+      Effect.suspend(() => {
+        const admitted = admit(entry, payload, internal)
+        if (Either.isLeft(admitted)) return Effect.fail(admitted.left)
+        return runForked<unknown, RemoteFailure | CallTimeout | WorkerUnavailable>(
+          execute(entry, payload, admitted.right)
+        )
+      })
+
+    const call = (remote: Remote.Any, payload: unknown, internal = false) => {
+      const entry = entries.get(remote.name)
+      if (entry === undefined || entry.remote !== remote) return Effect.fail(notFound(remote.name))
+      return Effect.catchIf(
+        callEntry(entry, payload, internal),
+        (e): e is RemoteFailure => e._tag === "RemoteFailure",
+        (e) => Effect.fail(e.error)
+      )
+    }
+
+    const defect = (name: string, cause: Cause.Cause<unknown>) =>
+      Effect.gen(function* () {
+        const id = failureId()
+        yield* Effect.logError(`Remote "${name}" failed with a defect [id ${id}]`, cause)
+        return yield* new CallFailed({
+          remote: name,
+          reason: "defect",
+          detail: "internal error in the remote function",
+          id
+        })
+      })
+
+    /** The untyped in-process path: decode, admit, run, encode the result (or the declared error) by the Schemas. */
+    const invokeEntry = (entry: Entry, payload: unknown): Effect.Effect<unknown, InvokeError> => {
+      const name = entry.remote.name
+      return entry.decode(payload).pipe(
+        Effect.flatMap((decoded) => callEntry(entry, decoded, false)),
         Effect.catchAllCause((cause): Effect.Effect<never, InvokeError> => {
           const failure = Cause.failureOption(cause)
           if (Option.isSome(failure)) {
             const e = failure.value
-            if (
-              e instanceof PayloadInvalid ||
-              e instanceof WorkerUnavailable ||
-              e instanceof CallTimeout ||
-              e instanceof RemoteNotFound
-            )
-              return Effect.fail(e)
-            // The remote's declared error: encode it for the wire.
-            return slot.encodeError(e).pipe(
+            if (e._tag !== "RemoteFailure") return Effect.fail(e)
+            return entry.encodeError(e.error).pipe(
               Effect.matchEffect({
-                onSuccess: (encoded) => Effect.fail(new RemoteFailure({ remote: name, error: e, encoded })),
+                onSuccess: (encoded) => Effect.fail(new RemoteFailure({ remote: name, error: e.error, encoded })),
                 onFailure: () => defect(name, cause)
               })
             )
           }
-          if (Cause.isInterruptedOnly(cause)) {
-            return Effect.failCause(cause as Cause.Cause<never>)
-          }
+          if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause as Cause.Cause<never>)
           return defect(name, cause)
         }),
         Effect.flatMap((value) =>
-          slot.encodeSuccess(value).pipe(
+          entry.encodeSuccess(value).pipe(
             Effect.catchAll((e) =>
               Effect.gen(function* () {
-                const id = nextId()
+                const id = failureId()
                 yield* Effect.logError(
                   `Remote "${name}" returned a value its success schema cannot encode [id ${id}]`,
                   e
@@ -387,17 +468,22 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
       )
     }
 
-    const defect = (name: string, cause: Cause.Cause<unknown>) =>
-      Effect.gen(function* () {
-        const id = nextId()
-        yield* Effect.logError(`Remote "${name}" failed with a defect [id ${id}]`, cause)
-        return yield* new CallFailed({
-          remote: name,
-          reason: "defect",
-          detail: "internal error in the remote function",
-          id
-        })
-      })
+    const invoke = (name: string, payload: unknown): Effect.Effect<unknown, InvokeError> => {
+      const entry = entries.get(name)
+      if (entry === undefined) {
+        recorder.unknownRemote++
+        return Effect.fail(notFound(name))
+      }
+      return Effect.flatMap(Clock.currentTimeNanos, (t0) =>
+        Effect.onExit(invokeEntry(entry, payload), (exit) =>
+          Effect.map(Clock.currentTimeNanos, (t1) => {
+            const outcome = outcomeOf(exit)
+            const ran = outcome !== "invalid" && outcome !== "rejected"
+            recorder.record(name, outcome, ran ? Number(t1 - t0) / 1e9 : undefined)
+          })
+        )
+      )
+    }
 
     const startupFailed = (cause: Cause.Cause<unknown>): StartupFailed => {
       const records = registry.snapshot()
@@ -420,17 +506,18 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
       const failed = records
         .filter((r) => r.state === "failed" || r.state === "timed-out")
         .sort((a, b) => (a.enterEndedAt ?? 0) - (b.enterEndedAt ?? 0))[0]
+      const interrupted = Cause.isInterruptedOnly(cause)
       return new StartupFailed({
         context: failed?.key ?? "(start-up)",
         reason:
           failed === undefined
-            ? Cause.isInterruptedOnly(cause)
+            ? interrupted
               ? "interrupted"
               : "failed"
             : failed.state === "timed-out"
               ? "timed-out"
               : "failed",
-        detail: failed?.error ?? (Cause.isInterruptedOnly(cause) ? "interrupted" : Cause.pretty(cause)),
+        detail: failed?.error ?? (interrupted ? "interrupted" : Cause.pretty(cause)),
         rolledBack,
         rollbackFailures
       })
@@ -443,23 +530,22 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
       )
       let result: Exit.Exit<unknown, unknown> = built
       if (Exit.isSuccess(built)) {
-        const run = yield* FiberSet.runtime(inflight)<Provides>().pipe(
+        runtime = yield* Effect.runtime<Provides>().pipe(
           Effect.provide(built.value),
           Effect.locally(WorkerContext.currentRegistry, registry)
         )
-        runCall = run as unknown as typeof runCall
         if (options.benchmark !== false) {
           yield* setPhase("benchmarking")
           const bench = yield* Benchmark.run(deployment.benchmarkRemote, (p) =>
             call(deployment.benchmarkRemote, p, true)
           ).pipe(Effect.exit)
-          if (Exit.isSuccess(bench)) benchmark = bench.value
+          if (Exit.isSuccess(bench)) life.benchmark = bench.value
           result = bench
         }
       }
       if (Exit.isSuccess(result)) {
         registry.phase = "running"
-        readyAt = yield* Clock.currentTimeMillis
+        life.readyAt = yield* Clock.currentTimeMillis
         yield* setPhase("ready")
         yield* Deferred.succeed(ready, undefined)
       } else {
@@ -472,23 +558,30 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
     })
     const startupFiber = yield* Effect.forkIn(startup, outer)
 
+    const exitFailures = () =>
+      registry
+        .snapshot()
+        .filter((r) => r.state === "exit-failed" || r.state === "exit-timed-out")
+        .map(
+          (r) =>
+            new ContextFailure({
+              key: r.key,
+              reason: r.state === "exit-timed-out" ? "timed-out" : "failed",
+              detail: r.error ?? "unknown"
+            })
+        )
+
     const shutdownNow = (exit: Exit.Exit<unknown, unknown>) =>
       Effect.gen(function* () {
+        const phase = life.phase
         if (phase === "ready" || phase === "starting" || phase === "benchmarking") {
-          const wasReady = phase === "ready"
           yield* setPhase("draining")
-          if (wasReady) {
-            // Set the latch before reading the count: a call that finishes from here on releases it.
-            drained = yield* Deferred.make<void>()
-            if (active > 0) {
-              // Interruptible: shutdown runs uninterruptibly, and a timeout cannot stop an uninterruptible wait.
-              yield* Effect.interruptible(Deferred.await(drained)).pipe(Effect.timeoutOption(drainTimeout))
-            }
-          }
+          // Interruptible: shutdown runs uninterruptibly, and a timeout cannot stop an uninterruptible wait.
+          if (phase === "ready") yield* Effect.interruptible(load.whenIdle).pipe(Effect.timeoutOption(drainTimeout))
         }
         // Calls still running after the grace period are interrupted; their callers see the interruption.
-        yield* FiberSet.clear(inflight)
-        const startupFailedAlready = phase === "failed"
+        yield* Fiber.interruptAll([...inflight])
+        const startupFailedAlready = life.phase === "failed"
         if (!startupFailedAlready) yield* setPhase("stopping")
         yield* Fiber.interrupt(startupFiber)
         if (registry.phase === "running") registry.phase = "stopping"
@@ -497,17 +590,7 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
           // Shut down during start-up: what entered was rolled back.
           yield* Deferred.fail(ready, startupFailed(Cause.interrupt(FiberId.none)))
         }
-        const failures = registry
-          .snapshot()
-          .filter((r) => r.state === "exit-failed" || r.state === "exit-timed-out")
-          .map(
-            (r) =>
-              new ContextFailure({
-                key: r.key,
-                reason: r.state === "exit-timed-out" ? "timed-out" : "failed",
-                detail: r.error ?? "unknown"
-              })
-          )
+        const failures = exitFailures()
         if (!startupFailedAlready) yield* setPhase("stopped")
         if (failures.length > 0) return yield* new ShutdownFailed({ failures })
       })
@@ -519,52 +602,71 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
         if (shutdownResult !== undefined) return Deferred.await(shutdownResult)
         const result = Deferred.unsafeMake<void, ShutdownFailed>(FiberId.none)
         shutdownResult = result
-        return Effect.uninterruptible(Effect.intoDeferred(shutdownNow(exit), result)).pipe(
+        // A fiber of its own: whoever asked may be interrupted (a signal fiber closing with its scope) and stop
+        // waiting, but the drain, the exits and the report still run to the end.
+        return Effect.forkDaemon(Effect.intoDeferred(shutdownNow(exit), result)).pipe(
           Effect.zipRight(Deferred.await(result))
         )
       })
     yield* Effect.addFinalizer((exit) => Effect.ignoreLogged(shutdown(exit)))
 
-    const report = Effect.sync((): Report => ({
+    const reportNow = (): Report => ({
       deployment: deployment.name,
-      phase,
+      phase: life.phase,
       startedAt,
-      readyAt,
+      readyAt: life.readyAt,
       contexts: registry.snapshot(),
-      benchmark,
-      error: lastError
-    }))
+      benchmark: life.benchmark,
+      error: life.lastError
+    })
 
-    return {
+    const metricsNow = (): Metrics.Snapshot => ({
+      deployment: deployment.name,
+      phase: life.phase,
+      remotes: [...recorder.remotes.values()].map((r) => {
+        const entry = entries.get(r.name)
+        return { ...r, running: entry?.admission.running ?? 0, queued: entry?.admission.queued ?? 0 }
+      }),
+      unknownRemote: recorder.unknownRemote,
+      contexts: registry.snapshot(),
+      score: life.benchmark?.score,
+      pendingWorkload: load.pending
+    })
+
+    const core: Core<Provides, Remotes> = {
       deployment: deployment as Deployment.Deployment<Provides, any, Remotes>,
       status,
-      report,
+      report: Effect.sync(reportNow),
       awaitReady: Deferred.await(ready),
       invoke,
       call: ((remote: Remote.Any, payload: unknown) => call(remote, payload)) as Worker<Provides, Remotes>["call"],
       stats: Effect.sync(() =>
-        [...slots.values()].map((s) => ({
-          name: s.remote.name,
-          running: s.running,
-          queued: s.queued,
-          concurrency: s.remote.concurrency,
-          maxQueue: s.remote.maxQueue
+        [...entries.values()].map((e) => ({
+          name: e.remote.name,
+          running: e.admission.running,
+          queued: e.admission.queued,
+          concurrency: e.remote.concurrency,
+          maxQueue: e.remote.maxQueue
         }))
       ),
-      metrics: Effect.sync((): Metrics.Snapshot => ({
-        deployment: deployment.name,
-        phase,
-        remotes: [...recorder.remotes.values()].map((r) => {
-          const slot = slots.get(r.name)
-          return { ...r, running: slot?.running ?? 0, queued: slot?.queued ?? 0 }
-        }),
-        unknownRemote: recorder.unknownRemote,
-        contexts: registry.snapshot(),
-        score: benchmark?.score,
-        pendingWorkload
-      })),
+      metrics: Effect.sync(metricsNow),
       shutdown: shutdown(Exit.void),
       shutdownWith: shutdown,
-      registry
+      registry,
+      entry: (name) => entries.get(name),
+      knownRemotes,
+      admit,
+      execute,
+      fork,
+      record: (name, outcome, seconds) => {
+        if (name === undefined) recorder.unknownRemote++
+        else recorder.record(name, outcome, seconds)
+      },
+      phase: () => life.phase,
+      statusNow: () => ({ phase: life.phase, since: life.since, error: life.lastError }),
+      reportNow,
+      metricsNow,
+      unavailable: () => life.unavailable()
     }
+    return core
   })

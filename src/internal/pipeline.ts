@@ -1,0 +1,396 @@
+/**
+ * The call pipeline of `POST /remote/<name>`, top to bottom:
+ *
+ *   read the body (bounded) -> JSON -> depth check -> envelope -> auth -> remote -> arguments -> bind -> decode the
+ *   payload -> admit (concurrency, queue) -> run the handler (a fiber with the entered contexts) -> encode -> write
+ *
+ * Every step before the handler is synchronous and fails with a typed error; the handler runs in a fiber forked at
+ * once, and the answer is written as soon as its exit is known (synchronously, for a synchronous handler). How the call
+ * ended (its `Outcome`) is decided in one place, `finish`, which writes the response from the one error table
+ * (respond.ts) and records the metrics and the engine report from the same value.
+ */
+import { Cause, Effect, Either, Exit, FiberId, HashSet, Option } from "effect"
+import type * as Http from "node:http"
+import * as EngineReport from "../EngineReport.js"
+import * as Wire from "../Wire.js"
+import type { Resolved } from "../WorkerConfig.js"
+import { CallFailed, PayloadTooLarge, RemoteNotFound, WireDecodeError, WireEncodeError } from "../WorkerError.js"
+import type * as Authenticator from "./auth.js"
+import type * as Metrics from "./metrics.js"
+import { errorResponse, okResponse } from "./respond.js"
+import type { Response, ServeError } from "./respond.js"
+import * as wire from "./wire.js"
+import { failureId } from "./worker.js"
+import type { Core, Entry } from "./worker.js"
+
+/** What the pipeline needs from the server around it. */
+export interface Context {
+  readonly core: Core<any, any>
+  readonly config: Resolved
+  readonly auth: Authenticator.Authenticator
+  readonly reporter: EngineReport.Reporter | undefined
+}
+
+/** A call's answer as its fiber produces it: the encoded body, and whether it is the remote's success or its error. */
+interface Answer {
+  readonly outcome: "ok" | "error"
+  readonly body: string
+}
+
+/** How one call ended: exactly one of these reaches `finish`. */
+type Outcome =
+  | { readonly _tag: "Answered"; readonly answer: Answer }
+  | { readonly _tag: "Refused"; readonly error: ServeError; readonly admitted: boolean }
+  | { readonly _tag: "Defect"; readonly cause: Cause.Cause<unknown> }
+  | { readonly _tag: "Cancelled" }
+  | { readonly _tag: "Interrupted" }
+
+/** The fiber id that interrupts a call whose client went away (the engine report calls it `Cancelled`). */
+const clientGone = FiberId.make(-1, 0)
+
+/** One call's state as it moves down the pipeline. */
+class Call {
+  name: string | undefined
+  auth: Wire.AuthData | undefined
+  engine: EngineReport.Call | undefined
+  admitted = false
+  finished = false
+  constructor(
+    readonly ctx: Context,
+    readonly req: Http.IncomingMessage,
+    readonly res: Http.ServerResponse,
+    readonly startedAt: number
+  ) {}
+}
+
+const now = (): number => performance.timeOrigin + performance.now()
+
+/** Handle `POST /remote/<name>`. */
+export const handle = (ctx: Context, name: string, req: Http.IncomingMessage, res: Http.ServerResponse): void => {
+  const call = new Call(ctx, req, res, now())
+  // 1. Auth by header (a token) before anything is read: a caller without it sends nothing the worker reads.
+  const denied = ctx.auth.header(req.headers)
+  if (denied !== undefined) return refuse(call, denied)
+  // 2. The body, up to the limit (413 without buffering the rest).
+  readBody(req, ctx.config.maxBodySize, (error, body) => {
+    if (error !== undefined) return refuse(call, error)
+    afterBody(call, name, body!)
+  })
+}
+
+const afterBody = (call: Call, name: string, body: Buffer): void => {
+  const { ctx } = call
+  // 3. JSON, no deeper than the wire allows (before anything recursive runs on it: schemas, error formatters).
+  const json = parseJson(body)
+  if (Either.isLeft(json)) return refuse(call, json.left)
+  // 4. The envelope.
+  const envelope = Wire.decodeEnvelopeEither(json.right)
+  if (Either.isLeft(envelope)) return refuse(call, envelope.left)
+  call.auth = envelope.right.auth_data
+  // 5. Auth by signature (the envelope's auth_data).
+  const refused = ctx.auth.envelope(envelope.right)
+  if (refused !== undefined) return refuse(call, refused)
+  // 6. The remote.
+  const entry = ctx.core.entry(name)
+  if (entry === undefined) {
+    // No remote name is longer than 256 characters: echo no more than that.
+    const remote = name.length > 256 ? `${name.slice(0, 256)}...` : name
+    return refuse(call, new RemoteNotFound({ remote, known: ctx.core.knownRemotes }))
+  }
+  call.name = name
+  // 7. Arguments: wire values decoded, then bound to the payload's fields as Python binds a call.
+  const args = Wire.decodeArgumentsEither(envelope.right)
+  if (Either.isLeft(args)) return refuse(call, args.left)
+  const bound = wire.bindArgsEither(entry.remote.fields, args.right.args, args.right.kwargs, {
+    anyKeyword: entry.remote.anyKeyword
+  })
+  if (Either.isLeft(bound)) return refuse(call, bound.left)
+  // 8. The payload, by the remote's schema (synchronously unless the schema needs an async step).
+  const decoded = entry.decodeSync(bound.right)
+  if (decoded !== undefined && Either.isLeft(decoded)) return refuse(call, decoded.left)
+  const payload = decoded === undefined ? entry.decode(bound.right) : Effect.succeed(decoded.right)
+  // 9-11. Admit, run, encode: one fiber (none for a worker that is not serving).
+  if (ctx.core.phase() !== "ready") return refuse(call, ctx.core.unavailable())
+  run(call, entry, payload)
+}
+
+const run = (call: Call, entry: Entry, payload: Effect.Effect<unknown, ServeError>): void => {
+  const { ctx } = call
+  const program = Effect.flatMap(payload, (decoded): Effect.Effect<Answer, ServeError> => {
+    const admitted = ctx.core.admit(entry, decoded)
+    if (Either.isLeft(admitted)) {
+      if (admitted.left.reason === "queue-full") rejected(call, entry, decoded)
+      return Effect.fail(admitted.left)
+    }
+    call.admitted = true
+    opened(call, admitted.right.workload)
+    return ctx.core
+      .execute(entry, decoded, admitted.right, () => started(call))
+      .pipe(
+        Effect.flatMap((value) => encodeOk(entry, value)),
+        Effect.catchTag("RemoteFailure", (e) => encodeDeclared(entry, e.error))
+      )
+  })
+  const fiber = ctx.core.fork<Answer, ServeError>(program)
+  const exit = fiber.unsafePoll()
+  if (exit !== null) return settle(call, exit)
+  // Still running: answer when it ends, and interrupt it if the client goes away first.
+  fiber.addObserver((exit) => settle(call, exit))
+  call.res.once("close", () => {
+    if (!call.finished) fiber.unsafeInterruptAsFork(clientGone)
+  })
+}
+
+const settle = (call: Call, exit: Exit.Exit<Answer, ServeError>): void => {
+  if (Exit.isSuccess(exit)) return finish(call, { _tag: "Answered", answer: exit.value })
+  const failure = Cause.failureOption(exit.cause)
+  if (Option.isSome(failure)) return finish(call, { _tag: "Refused", error: failure.value, admitted: call.admitted })
+  if (Cause.isInterruptedOnly(exit.cause)) {
+    const byClient = HashSet.has(Cause.interruptors(exit.cause), clientGone)
+    return finish(call, byClient ? { _tag: "Cancelled" } : { _tag: "Interrupted" })
+  }
+  finish(call, { _tag: "Defect", cause: exit.cause })
+}
+
+const refuse = (call: Call, error: ServeError): void => finish(call, { _tag: "Refused", error, admitted: false })
+
+/** The end of every call: the response, the metrics and the engine report, all from the one outcome. */
+const finish = (call: Call, outcome: Outcome): void => {
+  if (call.finished) return
+  call.finished = true
+  const { ctx } = call
+  let response: Response | undefined
+  let metric: Metrics.Outcome
+  let engine: EngineReport.CallStatus
+  switch (outcome._tag) {
+    case "Answered":
+      response = okResponse(outcome.answer.body)
+      metric = outcome.answer.outcome
+      engine = outcome.answer.outcome === "ok" ? "Success" : "Error"
+      break
+    case "Refused": {
+      const e = outcome.error
+      response = errorResponse(e)
+      metric = metricOf(e)
+      engine = "Error"
+      break
+    }
+    case "Defect": {
+      const id = failureId()
+      logError(ctx, `Remote "${call.name}" failed with a defect [id ${id}]`, outcome.cause)
+      response = errorResponse(
+        new CallFailed({
+          remote: call.name ?? "",
+          reason: "defect",
+          detail: "internal error in the remote function",
+          id
+        })
+      )
+      metric = "defect"
+      engine = "Error"
+      break
+    }
+    case "Cancelled":
+      // Nobody to answer: the client closed the connection.
+      metric = "cancelled"
+      engine = "Cancelled"
+      break
+    case "Interrupted":
+      response = errorResponse(
+        new CallFailed({
+          remote: call.name ?? "",
+          reason: "interrupted",
+          detail: "interrupted when the worker shut down"
+        })
+      )
+      metric = "interrupted"
+      engine = "Error"
+      break
+  }
+  if (response !== undefined) write(call.res, response)
+  const ran = call.admitted && metric !== "rejected"
+  if (call.name !== undefined || outcome._tag !== "Refused" || outcome.error._tag === "RemoteNotFound") {
+    ctx.core.record(call.name, metric, ran ? (now() - call.startedAt) / 1000 : undefined)
+  }
+  if (ctx.reporter !== undefined && call.engine !== undefined) {
+    ctx.reporter.finished(call.engine, engine, now() / 1000)
+  }
+}
+
+const metricOf = (e: ServeError): Metrics.Outcome => {
+  switch (e._tag) {
+    case "CallTimeout":
+      return "timeout"
+    case "CallFailed":
+      return e.reason === "encode" ? "unencodable" : "defect"
+    case "WorkerUnavailable":
+    case "RemoteNotFound":
+    case "Unauthorized":
+    case "PayloadTooLarge":
+    case "RouteNotFound":
+    case "MethodNotAllowed":
+      return "rejected"
+    default:
+      return "invalid"
+  }
+}
+
+// ---------------------------------------------------------------------------
+// engine accounting (the reporter's counters are updated synchronously; it sends on its own fiber)
+// ---------------------------------------------------------------------------
+
+const opened = (call: Call, workload: number): void => {
+  const reporter = call.ctx.reporter
+  if (reporter === undefined) return
+  call.engine = EngineReport.openCall(call.auth, workload, now() / 1000)
+  reporter.started(call.engine)
+}
+
+const started = (call: Call): void => {
+  if (call.engine !== undefined) call.engine.workStartedAt = now() / 1000
+}
+
+const rejected = (call: Call, entry: Entry, payload: unknown): void => {
+  const reporter = call.ctx.reporter
+  if (reporter === undefined) return
+  const refused = EngineReport.openCall(call.auth, workloadOf(entry, payload), now() / 1000)
+  refused.workCompletedAt = refused.enteredQueueAt
+  reporter.rejected(refused)
+}
+
+const workloadOf = (entry: Entry, payload: unknown): number => {
+  try {
+    const w = entry.remote.benchmark?.workload?.(payload)
+    return w !== undefined && Number.isFinite(w) && w >= 0 ? w : 100
+  } catch {
+    return 100
+  }
+}
+
+// ---------------------------------------------------------------------------
+// encoding
+// ---------------------------------------------------------------------------
+
+const unencodable = (entry: Entry, detail: string, cause: unknown) =>
+  Effect.gen(function* () {
+    const id = failureId()
+    yield* Effect.logError(`Remote "${entry.remote.name}" returned a value that cannot be sent [id ${id}]`, cause)
+    return yield* new CallFailed({ remote: entry.remote.name, reason: "encode", detail, id })
+  })
+
+/** The success body: the value by the remote's success schema, then in the wire's value encoding. */
+const encodeOk = (entry: Entry, value: unknown): Effect.Effect<Answer, CallFailed> =>
+  entry.encodeSuccess(value).pipe(
+    Effect.catchAll((e) => unencodable(entry, "the result does not match the remote's success schema", e)),
+    Effect.flatMap((encoded) => {
+      try {
+        return Effect.succeed({
+          outcome: "ok",
+          body: JSON.stringify({ result: { ok: wire.encodeValueUnsafe(encoded) } })
+        })
+      } catch (e) {
+        if (e instanceof WireEncodeError) return unencodable(entry, e.message, e)
+        throw e
+      }
+    })
+  )
+
+/**
+ * The remote's declared error as the reference sends it: 200 with `{"result": {"err": <obj>}}`, its class the error's
+ * tag, its fields as the `error` schema encodes them, and its message (a schema encode drops it: it is a getter).
+ */
+const encodeDeclared = (entry: Entry, error: unknown): Effect.Effect<Answer, CallFailed> =>
+  entry.encodeError(error).pipe(
+    Effect.catchAll((e) => unencodable(entry, "the error does not match the remote's error schema", e)),
+    Effect.flatMap((encoded) => {
+      const message = (error as { message?: unknown } | null)?.message
+      const value =
+        encoded instanceof Error
+          ? encoded
+          : typeof encoded === "object" && encoded !== null && !Array.isArray(encoded)
+            ? { ...encoded, ...(typeof message === "string" && !Object.hasOwn(encoded, "message") ? { message } : {}) }
+            : { _tag: "Error", message: typeof message === "string" ? message : String(encoded) }
+      try {
+        return Effect.succeed({
+          outcome: "error",
+          body: JSON.stringify({ result: { err: wire.encodeErrorUnsafe(value) } })
+        })
+      } catch (e) {
+        if (e instanceof WireEncodeError) return unencodable(entry, e.message, e)
+        throw e
+      }
+    })
+  )
+
+// ---------------------------------------------------------------------------
+// reading and writing
+// ---------------------------------------------------------------------------
+
+/** Read a request body up to `limit` bytes; past it, stop reading (413 without buffering the rest). */
+export const readBody = (
+  req: Http.IncomingMessage,
+  limit: number,
+  done: (error: PayloadTooLarge | WireDecodeError | undefined, body: Buffer | undefined) => void
+): void => {
+  const declared = Number(req.headers["content-length"])
+  if (Number.isFinite(declared) && declared > limit) return done(new PayloadTooLarge({ limitBytes: limit }), undefined)
+  const chunks: Array<Buffer> = []
+  let size = 0
+  const cleanup = () => {
+    req.off("data", onData)
+    req.off("end", onEnd)
+    req.off("error", onError)
+  }
+  const onData = (chunk: Buffer) => {
+    size += chunk.length
+    if (size > limit) {
+      cleanup()
+      req.resume()
+      done(new PayloadTooLarge({ limitBytes: limit }), undefined)
+    } else {
+      chunks.push(chunk)
+    }
+  }
+  const onEnd = () => {
+    cleanup()
+    done(undefined, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size))
+  }
+  const onError = (error: Error) => {
+    cleanup()
+    done(
+      new WireDecodeError({ reason: "InvalidJson", path: "$", message: `could not read the body: ${error.message}` }),
+      undefined
+    )
+  }
+  req.on("data", onData)
+  req.on("end", onEnd)
+  req.on("error", onError)
+}
+
+const parseJson = (body: Buffer): Either.Either<unknown, WireDecodeError> => {
+  let json: unknown
+  try {
+    json = JSON.parse(body.toString("utf8"))
+  } catch (e) {
+    const detail = e instanceof Error ? e.message : String(e)
+    return Either.left(
+      new WireDecodeError({
+        reason: "InvalidJson",
+        path: "$",
+        message: `the body is not JSON: ${detail.length > 200 ? `${detail.slice(0, 200)}...` : detail}`
+      })
+    )
+  }
+  return wire.checkDepth(json, wire.defaultMaxDepth)
+}
+
+/** Write a decided response, unless the socket is gone. */
+export const write = (res: Http.ServerResponse, response: Response): void => {
+  if (res.headersSent || res.destroyed) return
+  res.writeHead(response.status, response.headers)
+  res.end(response.body)
+}
+
+const logError = (ctx: Context, message: string, cause: unknown): void => {
+  ctx.core.fork(Effect.logError(message, cause))
+}

@@ -1,0 +1,34 @@
+/**
+ * The Promise edge of the typed client (`WorkerClient.makePromise`). With App.ts, the only place in src that runs
+ * effects for Promise callers; kept apart from App.ts so that a client imports no server code.
+ */
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
+import type * as HttpClient from "@effect/platform/HttpClient"
+import { Cause, Effect, Exit, ManagedRuntime } from "effect"
+import type * as Remote from "../Remote.js"
+import * as internal from "./client.js"
+
+// One runtime for every Promise client: the fetch client holds no resources, so it never needs disposing.
+let runtime: ManagedRuntime.ManagedRuntime<HttpClient.HttpClient, never> | undefined
+
+/** A client whose calls return Promises that reject with the error value itself, not a FiberFailure. @internal */
+export const make = <Defs extends Remote.AnySpec>(
+  spec: internal.Spec<Defs>,
+  options: internal.Options
+): Record<string, (payload: unknown) => Promise<unknown>> => {
+  runtime ??= ManagedRuntime.make(FetchHttpClient.layer)
+  const rt = runtime
+  const client = rt.runSync(internal.make(spec, options)) as unknown as Record<
+    string,
+    (payload: unknown) => Effect.Effect<unknown, unknown>
+  >
+  const out: Record<string, (payload: unknown) => Promise<unknown>> = {}
+  for (const [name, call] of Object.entries(client)) {
+    out[name] = (payload) =>
+      rt.runPromiseExit(call(payload)).then((exit) => {
+        if (Exit.isSuccess(exit)) return exit.value
+        throw Cause.squash(exit.cause)
+      })
+  }
+  return out
+}
