@@ -161,8 +161,11 @@ const listen = (
       })
   )
 
-const formatUrl = (address: Address): string =>
-  `http://${address.hostname.includes(":") ? `[${address.hostname}]` : address.hostname}:${address.port}`
+/** The URL to reach the worker at: `localhost` when it listens on every interface (a URL a person can paste). */
+const formatUrl = (address: Address): string => {
+  const host = address.hostname === "::" || address.hostname === "0.0.0.0" ? "localhost" : address.hostname
+  return `http://${host.includes(":") ? `[${host}]` : host}:${address.port}`
+}
 
 /** Listen to SIGTERM and SIGINT for the scope's life; the first one completes `signaled`. */
 const handleSignals = (signaled: Deferred.Deferred<NodeJS.Signals>) =>
