@@ -27,6 +27,7 @@
 import type { Stream } from "effect"
 import { Effect, Either, ParseResult, Schema } from "effect"
 import * as ndjson from "./internal/ndjson.js"
+import * as Python from "./internal/python.js"
 import * as internal from "./internal/wire.js"
 import { WireDecodeError } from "./WorkerError.js"
 import type { WireArgumentError, WireEncodeError } from "./WorkerError.js"
@@ -39,7 +40,8 @@ import type { WireArgumentError, WireEncodeError } from "./WorkerError.js"
 export type Json = internal.Json
 
 /**
- * Where the reference looks up the class of an `obj` value: relative to the caller's root module, or absolute.
+ * Where the reference looks up the class of an `obj` value: relative to the caller's root module, or absolute (errors
+ * go as `{"type": "absolute", "path": ["builtins"]}`).
  *
  * @since 0.1.0
  */
@@ -67,7 +69,9 @@ export interface DecodeOptions extends internal.DecodeOptions {}
  * Options of `encodeValue`, `encodeError`, `ok` and `err`.
  *
  * - `maxDepth`: the nesting limit (default `defaultMaxDepth`).
- * - `errorModule`: the `module` sent with errors (default `{ type: "relative", path: [] }`, see `encodeError`).
+ * - `pythonClass`: the built-in Python exception class the top-level error is sent as, overriding `pythonClass(error)`
+ *   (for a caller that knows the error's kind better, e.g. from its Schema; ignored unless it is one of
+ *   `pythonExceptions`).
  *
  * @since 0.1.0
  */
@@ -124,17 +128,23 @@ export const encodeValue: (value: unknown, options?: EncodeOptions) => Effect.Ef
   internal.encodeValue
 
 /**
- * Encodes an error as the reference's `obj` form: `class` is the error's `_tag` (else its `name`, else `"Error"`),
- * `contents` its own enumerable fields (so `_tag` and `reason` of a tagged error) plus `message`, which the reference
- * loses and we keep. `module` is `options.errorModule`, by default `{ type: "relative", path: [] }`: the reference
- * client then looks the class up in its own root module, so a Python caller that defines an exception class of the
- * same name gets it raised.
+ * Encodes an error so that the reference's Python client raises it as a built-in exception carrying the message, and
+ * our TS client can still decode it back into its tagged class (`decodeError`):
+ *
+ * - `module` is `{"type": "absolute", "path": ["builtins"]}` and `class` a built-in exception chosen by kind (see
+ *   `pythonClass`): Python callers catch `KeyError`, `TypeError`, `TimeoutError`, ... as they would from Python code;
+ * - `contents` holds `args`, a tuple with the message (what `str(err)` shows), then the error's own fields (`_tag`,
+ *   `reason`, ...; for an `Error` without a `_tag`, its JS `name`), then `message` (which the reference loses);
+ * - booleans anywhere inside become `1`/`0` (the reference client cannot decode a JSON boolean, and one bad field would
+ *   lose the exception); `decodeError` turns them back where the error's Schema wants a boolean;
+ * - a field named `args` or a dunder (`__x__`) is not sent: Python reserves those names.
  *
  * @example
  * ```ts
  * Wire.encodeError(new ContextNotFound({ key: "Model", reason: "not-entered", state: "entering" }))
- * // { type: "obj", module: { type: "relative", path: [] }, class: "ContextNotFound",
- * //   contents: { key: "Model", reason: "not-entered", state: "entering", _tag: "ContextNotFound",
+ * // { type: "obj", module: { type: "absolute", path: ["builtins"] }, class: "KeyError",
+ * //   contents: { args: { type: "tuple", contents: ["Context \"Model\" is registered but not entered (state: entering)"] },
+ * //     key: "Model", reason: "not-entered", state: "entering", _tag: "ContextNotFound",
  * //     message: "Context \"Model\" is registered but not entered (state: entering)" } }
  * ```
  *
@@ -142,6 +152,80 @@ export const encodeValue: (value: unknown, options?: EncodeOptions) => Effect.Ef
  */
 export const encodeError: (error: unknown, options?: EncodeOptions) => Effect.Effect<Json, WireEncodeError> =
   internal.encodeError
+
+/**
+ * The Python built-in exception classes an error may be sent as (each checked to survive the reference client's
+ * `cls.__new__(cls)` and `setattr`, and to show its message in `str(err)`).
+ *
+ * @since 0.1.0
+ */
+export const pythonExceptions: ReadonlySet<string> = Python.pythonExceptions
+
+/**
+ * The annotation by which a declared error chooses the Python built-in exception it is sent as (one of
+ * `pythonExceptions`; any other value is ignored).
+ *
+ * @example
+ * ```ts
+ * class Overloaded extends Schema.TaggedError<Overloaded>()("Overloaded", { retryIn: Schema.Number }, {
+ *   [Wire.PythonException]: "ConnectionRefusedError"
+ * }) {}
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const PythonException: typeof Python.PythonExceptionId = Python.PythonExceptionId
+
+/**
+ * The Python built-in exception class `encodeError` sends an error as. In order:
+ *
+ * 1. the `PythonException` annotation of the error's Schema class;
+ * 2. our own errors by `_tag` (and `reason`): `ContextNotFound` and `SessionNotFound` -> `KeyError`; `PayloadInvalid`,
+ *    `WireArgumentError`, `WireDecodeError` -> `TypeError`; `CallTimeout`, `ContextTimeout` -> `TimeoutError`;
+ *    `WireEncodeError` -> `TypeError` (`ValueError` for NaN/Infinity, as `json.dumps` does); `CallFailed` ->
+ *    `TypeError` when the result could not be encoded, else `RuntimeError`; `Unauthorized` -> `PermissionError`;
+ *    `ImageInvalid`, `PayloadTooLarge`, `DeploymentInvalid` -> `ValueError`; `RemoteNotFound` -> `LookupError`; the
+ *    rest (`WorkerUnavailable`, `SessionGone`, `StartupFailed`, ...) -> `RuntimeError`;
+ * 3. a `_tag` or JS `name` that is itself the name of one of `pythonExceptions` (a declared `ValueError`);
+ * 4. JS's own errors by `name`: `TypeError` -> `TypeError`; `RangeError`, `SyntaxError`, `URIError` -> `ValueError`;
+ *    `ReferenceError` -> `NameError`; a `TimeoutError` DOMException -> `TimeoutError`;
+ * 5. Node's system errors by `code`: `ENOENT` -> `FileNotFoundError`, `EACCES` -> `PermissionError`, `ECONNREFUSED`
+ *    -> `ConnectionRefusedError`, `ETIMEDOUT` -> `TimeoutError`, ... (`OSError` for other codes with a `syscall`);
+ * 6. otherwise `Exception`.
+ *
+ * @since 0.1.0
+ */
+export const pythonClass: (error: unknown) => string = Python.pythonClass
+
+/**
+ * What `decodeError` makes of an `err` value:
+ *
+ * - `Declared`: the remote's declared error, decoded by its Schema (a tagged error class instance);
+ * - `Worker`: one of the worker's own errors (`ContextNotFound`, `CallFailed`, `SessionGone`, ...) as its class;
+ * - `Unknown`: neither (an undeclared error the worker sent anyway): its Python class, `_tag` and JS `name` when sent,
+ *   its message, and the decoded value.
+ *
+ * @since 0.1.0
+ */
+export type DecodedError<E> = internal.DecodedError<E>
+
+/**
+ * Decodes the `err` of a `{"result": {"err": ...}}` body back into a TS error: first by the remote's declared error
+ * Schema (when given), then as one of the worker's own errors by `_tag`. Booleans that `encodeError` sent as `1`/`0`
+ * are turned back where the Schema wants a boolean. Fails only when the value is not a wire value at all.
+ *
+ * @example
+ * ```ts
+ * const decoded = yield* Wire.decodeError(body.result.err, remote.error)
+ * if (decoded._tag !== "Unknown") return yield* Effect.fail(decoded.error)
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const decodeError: <E, I>(
+  json: unknown,
+  declared?: Schema.Schema<E, I, never>
+) => Effect.Effect<DecodedError<E>, WireDecodeError> = internal.decodeError
 
 /**
  * A Schema for a `Map` field fed by `decodeValue`: accepts the `Map` it yields for non-string keys and the plain

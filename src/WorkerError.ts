@@ -71,10 +71,11 @@ export class RemoteNotFound extends Schema.TaggedError<RemoteNotFound>()("Remote
  * - `draining` / `stopped`: the worker is shutting down.
  * - `failed`: start-up failed.
  * - `queue-full`: the remote's queue is at `maxQueue` (or its estimated wait exceeds `maxQueueTime`).
+ * - `session-limit`: the worker holds its maximum of open sessions (`WORKER_MAX_SESSIONS`); a new one is refused.
  * - `unreachable`: a client could not reach the worker (connection refused or reset).
  */
 export class WorkerUnavailable extends Schema.TaggedError<WorkerUnavailable>()("WorkerUnavailable", {
-  reason: Schema.Literal("starting", "draining", "stopped", "failed", "queue-full", "unreachable"),
+  reason: Schema.Literal("starting", "draining", "stopped", "failed", "queue-full", "session-limit", "unreachable"),
   detail: Schema.optional(Schema.String),
   /** When it is worth trying again (the HTTP `Retry-After`), if the worker can tell. */
   retryAfterMillis: Schema.optional(Schema.Number)
@@ -344,5 +345,76 @@ export class ListenFailed extends Schema.TaggedError<ListenFailed>()("ListenFail
 }) {
   override get message(): string {
     return `Could not listen on ${this.host ?? "every interface"} port ${this.port}: ${this.detail}`
+  }
+}
+
+// ---------------------------------------------------------------------------
+// sessions
+// ---------------------------------------------------------------------------
+
+/**
+ * `/session/get` or `/session/end` named a session this worker never had (or has forgotten: it remembers the last
+ * ids it closed, not all of them). The reference answers 400.
+ */
+export class SessionNotFound extends Schema.TaggedError<SessionNotFound>()("SessionNotFound", {
+  sessionId: Schema.String
+}) {
+  override get message(): string {
+    return `No session "${this.sessionId}" on this worker`
+  }
+}
+
+/**
+ * A session is no longer open (the reference answers 410, and its Python client then marks the session closed).
+ *
+ * - `ended`: `/session/end` closed it.
+ * - `expired`: its expiration passed with no call extending it.
+ * - `shutdown`: the worker stopped.
+ * - `unknown`: a call named a session id this worker does not know (the reference answers 410 for it too).
+ *
+ * A call still running in a session when the session closes fails with it.
+ */
+export class SessionGone extends Schema.TaggedError<SessionGone>()("SessionGone", {
+  sessionId: Schema.String,
+  reason: Schema.Literal("ended", "expired", "shutdown", "unknown")
+}) {
+  override get message(): string {
+    return this.reason === "unknown"
+      ? `Session "${this.sessionId}" is not open on this worker`
+      : `Session "${this.sessionId}" is closed (${this.reason})`
+  }
+}
+
+/** Session state (`Session.local`, `Session.addFinalizer`) was asked for by a call that belongs to no session. */
+export class SessionRequired extends Schema.TaggedError<SessionRequired>()("SessionRequired", {
+  what: Schema.String
+}) {
+  override get message(): string {
+    return `${this.what} needs a call made in a session (an envelope with "session_id")`
+  }
+}
+
+// ---------------------------------------------------------------------------
+// TLS
+// ---------------------------------------------------------------------------
+
+/**
+ * The worker was told to serve TLS (`USE_SSL=true`) but cannot: a start-up error naming the file at fault.
+ *
+ * - `missing`: no file at `path`.
+ * - `unreadable`: the file exists but cannot be read (permissions, a directory, ...).
+ * - `invalid`: the file is not a PEM certificate / private key, or the key does not belong to the certificate.
+ */
+export class TlsConfigInvalid extends Schema.TaggedError<TlsConfigInvalid>()("TlsConfigInvalid", {
+  reason: Schema.Literal("missing", "unreadable", "invalid"),
+  /** `WORKER_TLS_CERT` or `WORKER_TLS_KEY`: which setting named the file. */
+  setting: Schema.String,
+  path: Schema.String,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    const what =
+      this.reason === "missing" ? "does not exist" : this.reason === "unreadable" ? "cannot be read" : "is invalid"
+    return `TLS: ${this.setting} file ${this.path} ${what}: ${this.detail}`
   }
 }

@@ -163,7 +163,7 @@ describe("App (Promise facade)", () => {
         body: JSON.stringify({ payload: { kwargs: { name: "ada" } } })
       })
       expect(await response.json()).toEqual({ result: { ok: "hello ada" } })
-      // What a remote throws keeps its class and message on the wire (the reference loses the message).
+      // What a remote throws goes as a Python built-in with its message and JS name (the reference loses the message).
       const thrown = async (kind: string) => {
         const r = await fetch(`${url}/remote/fails`, {
           method: "POST",
@@ -174,12 +174,13 @@ describe("App (Promise facade)", () => {
       }
       expect(await thrown("type")).toMatchObject({
         type: "obj",
+        module: { type: "absolute", path: ["builtins"] },
         class: "TypeError",
-        contents: { message: "bad input" }
+        contents: { args: { type: "tuple", contents: ["bad input"] }, message: "bad input" }
       })
       expect(await thrown("quota")).toMatchObject({
-        class: "QuotaExceeded",
-        contents: { message: "over the quota", limit: 3 }
+        class: "Exception",
+        contents: { name: "QuotaExceeded", message: "over the quota", limit: 3 }
       })
     } finally {
       await app.stop()

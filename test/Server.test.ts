@@ -207,22 +207,30 @@ describe("wire format over HTTP", () => {
     })
   )
 
-  it.scopedLive("a declared error is 200 with the reference's err form, keeping tag, message and fields", () =>
-    Effect.gen(function* () {
-      const { url } = yield* serve(app)
-      const reply = yield* call(url, "divide", { kwargs: { a: 7, b: 0 } })
-      expect(reply.status).toBe(200)
-      expect(reply.json).toEqual({
-        result: {
-          err: {
-            type: "obj",
-            module: { type: "relative", path: [] },
-            class: "DivideByZero",
-            contents: { _tag: "DivideByZero", reason: "zero-divisor", dividend: 7, message: "cannot divide 7 by zero" }
+  it.scopedLive(
+    "a declared error is 200 with the reference's err form: a Python built-in, keeping tag, message and fields",
+    () =>
+      Effect.gen(function* () {
+        const { url } = yield* serve(app)
+        const reply = yield* call(url, "divide", { kwargs: { a: 7, b: 0 } })
+        expect(reply.status).toBe(200)
+        expect(reply.json).toEqual({
+          result: {
+            err: {
+              type: "obj",
+              module: { type: "absolute", path: ["builtins"] },
+              class: "Exception",
+              contents: {
+                args: { type: "tuple", contents: ["cannot divide 7 by zero"] },
+                _tag: "DivideByZero",
+                reason: "zero-divisor",
+                dividend: 7,
+                message: "cannot divide 7 by zero"
+              }
+            }
           }
-        }
+        })
       })
-    })
   )
 
   it.scopedLive("400 for a body that is not JSON, not the envelope, or a payload naming every failing field", () =>

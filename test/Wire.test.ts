@@ -319,21 +319,25 @@ describe("Wire.encodeValue", () => {
   )
 })
 
+const builtins = { type: "absolute", path: ["builtins"] }
+const args = (message: string) => ({ type: "tuple", contents: [message] })
+
 describe("Wire.encodeError", () => {
-  it.effect("sends a tagged error as obj with its tag, fields and message", () =>
+  it.effect("sends a tagged error as a builtins exception with args, its tag, fields and message", () =>
     Effect.gen(function* () {
       const error = new ModelError({ reason: "OutOfMemory", message: "CUDA out of memory", gpu: 3, detail: bytes(7) })
       const encoded = yield* Wire.encodeError(error)
       expect(encoded).toEqual({
         type: "obj",
-        module: { type: "relative", path: [] },
-        class: "ModelError",
+        module: builtins,
+        class: "Exception",
         contents: {
+          args: args("CUDA out of memory"),
           _tag: "ModelError",
           reason: "OutOfMemory",
+          message: "CUDA out of memory",
           gpu: 3,
-          detail: { type: "bytes", contents: "Bw==" },
-          message: "CUDA out of memory"
+          detail: { type: "bytes", contents: "Bw==" }
         }
       })
     })
@@ -343,27 +347,29 @@ describe("Wire.encodeError", () => {
     Effect.gen(function* () {
       const error = new ModelError({ reason: "OutOfMemory", message: "CUDA out of memory", gpu: 3, detail: bytes(7) })
       const body = yield* Wire.err(error)
-      const decoded = yield* Wire.decodeValue(JSON.parse(JSON.stringify(body)).result.err)
-      const back = yield* Schema.decodeUnknown(ModelError)(decoded)
+      const decoded = yield* Wire.decodeError(JSON.parse(JSON.stringify(body)).result.err, ModelError)
+      expect(decoded._tag).toBe("Declared")
+      const back = decoded._tag === "Declared" ? decoded.error : undefined
       expect(back).toBeInstanceOf(ModelError)
-      expect(back._tag).toBe("ModelError")
-      expect(back.message).toBe("CUDA out of memory")
-      expect(back.gpu).toBe(3)
-      expect(back.detail).toEqual(bytes(7))
+      expect(back?.message).toBe("CUDA out of memory")
+      expect(back?.gpu).toBe(3)
+      expect(back?.detail).toEqual(bytes(7))
     })
   )
 
-  it.effect("uses the name of a plain Error and the given module", () =>
+  it.effect("keeps the JS name of a plain Error beside its Python class; pythonClass overrides the class", () =>
     Effect.gen(function* () {
-      const encoded = yield* Wire.encodeError(new RangeError("too big"), {
-        errorModule: { type: "absolute", path: ["builtins"] }
-      })
-      expect(encoded).toEqual({
+      expect(yield* Wire.encodeError(new RangeError("too big"))).toEqual({
         type: "obj",
-        module: { type: "absolute", path: ["builtins"] },
-        class: "RangeError",
-        contents: { message: "too big" }
+        module: builtins,
+        class: "ValueError",
+        contents: { args: args("too big"), name: "RangeError", message: "too big" }
       })
+      const chosen = yield* Wire.encodeError(new RangeError("too big"), { pythonClass: "OverflowError" })
+      expect(chosen).toMatchObject({ class: "OverflowError" })
+      // Not a class the caller can be sure to have: ignored.
+      const unsafe = yield* Wire.encodeError(new RangeError("too big"), { pythonClass: "SystemExit" })
+      expect(unsafe).toMatchObject({ class: "ValueError" })
     })
   )
 
@@ -372,15 +378,36 @@ describe("Wire.encodeError", () => {
       expect(yield* Wire.encodeValue([new Error("inner")])).toEqual({
         type: "list",
         contents: [
-          { type: "obj", module: { type: "relative", path: [] }, class: "Error", contents: { message: "inner" } }
+          {
+            type: "obj",
+            module: builtins,
+            class: "Exception",
+            contents: { args: args("inner"), name: "Error", message: "inner" }
+          }
         ]
       })
       expect(yield* Wire.encodeError("just a string")).toEqual({
         type: "obj",
-        module: { type: "relative", path: [] },
-        class: "Error",
-        contents: { message: "just a string" }
+        module: builtins,
+        class: "Exception",
+        contents: { args: args("just a string"), message: "just a string" }
       })
+    })
+  )
+
+  it.effect("sends booleans inside an error as 1/0 and leaves out names Python reserves", () =>
+    Effect.gen(function* () {
+      const error = Object.assign(new Error("x"), { retry: true, nested: { ok: false }, args: [1], __class__: "int" })
+      const encoded = (yield* Wire.encodeError(error)) as { contents: Record<string, unknown> }
+      expect(encoded.contents).toEqual({
+        args: args("x"),
+        retry: 1,
+        nested: { type: "dict", contents: [["ok", 0]] },
+        name: "Error",
+        message: "x"
+      })
+      // Outside errors, booleans stay JSON booleans.
+      expect(yield* Wire.encodeValue({ flag: true })).toEqual({ type: "dict", contents: [["flag", true]] })
     })
   )
 
@@ -400,7 +427,7 @@ describe("Wire.ok / Wire.err", () => {
       expect(yield* Wire.ok([1])).toEqual({ result: { ok: { type: "list", contents: [1] } } })
       expect(yield* Wire.ok(undefined)).toEqual({ result: { ok: null } })
       const body = yield* Wire.err(new Error("boom"))
-      expect(body.result.err).toMatchObject({ type: "obj", class: "Error", contents: { message: "boom" } })
+      expect(body.result.err).toMatchObject({ type: "obj", class: "Exception", contents: { message: "boom" } })
     })
   )
 })

@@ -17,6 +17,7 @@ import type { Resolved } from "../WorkerConfig.js"
 import { CallFailed, PayloadTooLarge, RemoteNotFound, WireDecodeError, WireEncodeError } from "../WorkerError.js"
 import type * as Authenticator from "./auth.js"
 import type * as Metrics from "./metrics.js"
+import { pythonClass } from "./python.js"
 import { errorResponse, okResponse } from "./respond.js"
 import type { Response, ServeError } from "./respond.js"
 import * as wire from "./wire.js"
@@ -296,8 +297,9 @@ const encodeOk = (entry: Entry, value: unknown): Effect.Effect<Answer, CallFaile
   )
 
 /**
- * The remote's declared error as the reference sends it: 200 with `{"result": {"err": <obj>}}`, its class the error's
- * tag, its fields as the `error` schema encodes them, and its message (a schema encode drops it: it is a getter).
+ * The remote's declared error as the reference sends it: 200 with `{"result": {"err": <obj>}}`, as a Python built-in
+ * exception (see Wire.encodeError) with the fields the `error` schema encodes and its message (a schema encode drops
+ * it: it is a getter).
  */
 const encodeDeclared = (entry: Entry, error: unknown): Effect.Effect<Answer, CallFailed> =>
   entry.encodeError(error).pipe(
@@ -313,7 +315,8 @@ const encodeDeclared = (entry: Entry, error: unknown): Effect.Effect<Answer, Cal
       try {
         return Effect.succeed({
           outcome: "error",
-          body: JSON.stringify({ result: { err: wire.encodeErrorUnsafe(value) } })
+          // The Python class from the error itself: its Schema class's annotation is lost in the encoded form.
+          body: JSON.stringify({ result: { err: wire.encodeErrorUnsafe(value, { pythonClass: pythonClass(error) }) } })
         })
       } catch (e) {
         if (e instanceof WireEncodeError) return unencodable(entry, e.message, e)

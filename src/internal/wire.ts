@@ -1,5 +1,7 @@
-import { Effect, Either } from "effect"
+import { Effect, Either, ParseResult, Schema, SchemaAST } from "effect"
+import * as WorkerError from "../WorkerError.js"
 import { WireArgumentError, WireDecodeError, WireEncodeError } from "../WorkerError.js"
+import * as Python from "./python.js"
 
 /** @internal */
 export type Json = null | boolean | number | string | ReadonlyArray<Json> | { readonly [key: string]: Json }
@@ -12,9 +14,6 @@ export interface ModuleRef {
 
 /** @internal */
 export const defaultMaxDepth = 256
-
-/** @internal */
-export const defaultErrorModule: ModuleRef = { type: "relative", path: [] }
 
 // ---------------------------------------------------------------------------
 // paths
@@ -241,12 +240,16 @@ export const decodeValue = (json: unknown, options?: DecodeOptions): Effect.Effe
 /** @internal */
 export interface EncodeOptions {
   readonly maxDepth?: number
-  readonly errorModule?: ModuleRef
+  readonly pythonClass?: string | undefined
 }
 
 interface EncodeState {
   readonly maxDepth: number
-  readonly errorModule: ModuleRef
+  // The class the top-level error is sent as, when the caller chose it.
+  readonly pythonClass: string | undefined
+  // Set while the fields of an error are encoded: the reference's Python client cannot decode a JSON boolean (its
+  // deserializer indexes every non-scalar), and one bad field would lose the whole exception.
+  booleansAsInts: boolean
   // Only the values on the current path: a value shared by two siblings is fine, one containing itself is not.
   readonly ancestors: Set<object>
 }
@@ -266,8 +269,9 @@ const encodeAt = (value: unknown, path: string, depth: number, state: EncodeStat
       // `undefined` is what a JS function returns when a Python one would return None.
       return null
     case "string":
-    case "boolean":
       return value
+    case "boolean":
+      return state.booleansAsInts ? (value ? 1 : 0) : value
     case "number":
       if (!Number.isFinite(value)) return encodeFail("NonFiniteNumber", path, `${value} cannot be sent as JSON`)
       return Object.is(value, -0) ? 0 : value
@@ -328,39 +332,66 @@ const encodeObject = (value: object, path: string, depth: number, state: EncodeS
   )
 }
 
-const errorClass = (error: unknown): string => {
-  if (typeof error === "object" && error !== null) {
-    const tag = (error as { _tag?: unknown })._tag
-    if (typeof tag === "string" && tag !== "") return tag
-    if (error instanceof Error) {
-      // A subclass that does not set `name` still says what it is through its constructor.
-      const ctor = (error as { constructor?: { name?: unknown } }).constructor?.name
-      if (error.name === "Error" && typeof ctor === "string" && ctor !== "") return ctor
-      if (error.name !== "") return error.name
+// Python attribute names the client must not setattr: `args` is ours; dunders (`__class__`, `__dict__`, ...) would
+// change the object itself or fail.
+const reservedField = (key: string): boolean => key === "args" || (key.startsWith("__") && key.endsWith("__"))
+
+// A Schema class error (a `Schema.TaggedError`) is encoded with its own Schema first, so that fields holding other
+// Schema classes (`PayloadInvalid.issues`) become plain data; any other error is sent as its own enumerable fields.
+const errorFields = (error: unknown): Record<string, unknown> | undefined => {
+  if (typeof error !== "object" || error === null) return undefined
+  const ctor = (error as { constructor?: unknown }).constructor
+  if (Schema.isSchema(ctor)) {
+    try {
+      const encoded = Schema.encodeUnknownSync(ctor as Schema.Schema<unknown, unknown, never>)(error)
+      if (isPlainObject(encoded)) return encoded
+    } catch {
+      // Not encodable by its own Schema (a field set after construction): its fields as they are.
     }
   }
-  return "Error"
+  return error as Record<string, unknown>
 }
 
-const encodeErrorAt = (error: unknown, path: string, depth: number, state: EncodeState): Json => {
-  const contents: Record<string, Json> = {}
-  const contentsPath = pathKey(path, "contents")
-  if (typeof error === "object" && error !== null) {
-    for (const key of Object.keys(error)) {
-      const item = (error as Record<string, unknown>)[key]
-      if (item === undefined) continue
-      setField(contents, key, encodeAt(item, pathKey(contentsPath, key), depth, state))
+const encodeErrorAt = (error: unknown, path: string, depth: number, state: EncodeState, top = false): Json => {
+  const wasInError = state.booleansAsInts
+  state.booleansAsInts = true
+  try {
+    const contents: Record<string, Json> = {}
+    const contentsPath = pathKey(path, "contents")
+    const fields = errorFields(error)
+    const tag = fields?.["_tag"]
+    const name = typeof tag === "string" ? undefined : Python.jsName(error)
+    // An Error's message is an own but non-enumerable property (or a getter), so Object.keys misses it; the reference
+    // loses it the same way (it sends __dict__ only). We send it twice: as Python's `args`, which `str(err)` shows,
+    // and as `message` for TS callers and `err.message` in Python.
+    const message =
+      error instanceof Error
+        ? error.message
+        : typeof error === "string"
+          ? error
+          : typeof fields?.["message"] === "string"
+            ? (fields["message"] as string)
+            : undefined
+    const text = message !== undefined && message !== "" ? message : typeof tag === "string" ? tag : (name ?? "error")
+    setField(contents, "args", { type: "tuple", contents: [text] })
+    if (fields !== undefined) {
+      for (const key of Object.keys(fields)) {
+        const item = fields[key]
+        if (item === undefined || reservedField(key)) continue
+        setField(contents, key, encodeAt(item, pathKey(contentsPath, key), depth, state))
+      }
     }
-  }
-  // An Error's message is an own but non-enumerable property, so Object.keys misses it; the reference loses it the
-  // same way (it sends __dict__ only). We add it explicitly: it is the most useful field a caller gets.
-  const message = error instanceof Error ? error.message : typeof error === "string" ? error : undefined
-  if (message !== undefined && !hasOwn(contents, "message")) setField(contents, "message", message)
-  return {
-    type: "obj",
-    module: { type: state.errorModule.type, path: [...state.errorModule.path] },
-    class: errorClass(error),
-    contents
+    if (name !== undefined && !hasOwn(contents, "name")) setField(contents, "name", name)
+    if (message !== undefined && !hasOwn(contents, "message")) setField(contents, "message", message)
+    const override = top ? state.pythonClass : undefined
+    return {
+      type: "obj",
+      module: { type: Python.builtinsModule.type, path: [...Python.builtinsModule.path] },
+      class: Python.isPythonException(override) ? override : Python.pythonClass(error),
+      contents
+    }
+  } finally {
+    state.booleansAsInts = wasInError
   }
 }
 
@@ -372,7 +403,7 @@ export const encodeValueUnsafe = (value: unknown, options?: EncodeOptions): Json
 export const encodeErrorUnsafe = (error: unknown, options?: EncodeOptions): Json => {
   const state = makeState(options)
   if (typeof error === "object" && error !== null) state.ancestors.add(error)
-  return encodeErrorAt(error, "$", 1, state)
+  return encodeErrorAt(error, "$", 1, state, true)
 }
 
 /** @internal */
@@ -385,7 +416,8 @@ export const encodeError = (error: unknown, options?: EncodeOptions): Effect.Eff
 
 const makeState = (options: EncodeOptions | undefined): EncodeState => ({
   maxDepth: options?.maxDepth ?? defaultMaxDepth,
-  errorModule: options?.errorModule ?? defaultErrorModule,
+  pythonClass: options?.pythonClass,
+  booleansAsInts: false,
   ancestors: new Set()
 })
 
@@ -459,3 +491,155 @@ export const bindArgs = (
   options?: { readonly anyKeyword?: boolean | undefined }
 ): Effect.Effect<Record<string, unknown>, WireArgumentError> =>
   Effect.suspend(() => bindArgsEither(fieldNames, args, kwargs, options))
+
+// ---------------------------------------------------------------------------
+// decoding errors (the TS client's side)
+// ---------------------------------------------------------------------------
+
+/** @internal */
+export type WorkerErrorValue =
+  | WorkerError.ContextNotFound
+  | WorkerError.ContextTimeout
+  | WorkerError.PayloadInvalid
+  | WorkerError.RemoteNotFound
+  | WorkerError.WorkerUnavailable
+  | WorkerError.CallTimeout
+  | WorkerError.CallFailed
+  | WorkerError.ImageInvalid
+  | WorkerError.StartupFailed
+  | WorkerError.ShutdownFailed
+  | WorkerError.DeploymentInvalid
+  | WorkerError.BenchmarkFailed
+  | WorkerError.WireDecodeError
+  | WorkerError.WireEncodeError
+  | WorkerError.WireArgumentError
+  | WorkerError.Unauthorized
+  | WorkerError.PayloadTooLarge
+  | WorkerError.SessionNotFound
+  | WorkerError.SessionGone
+  | WorkerError.SessionRequired
+
+const workerErrors: ReadonlyMap<string, Schema.Schema<WorkerErrorValue, any>> = new Map(
+  [
+    WorkerError.ContextNotFound,
+    WorkerError.ContextTimeout,
+    WorkerError.PayloadInvalid,
+    WorkerError.RemoteNotFound,
+    WorkerError.WorkerUnavailable,
+    WorkerError.CallTimeout,
+    WorkerError.CallFailed,
+    WorkerError.ImageInvalid,
+    WorkerError.StartupFailed,
+    WorkerError.ShutdownFailed,
+    WorkerError.DeploymentInvalid,
+    WorkerError.BenchmarkFailed,
+    WorkerError.WireDecodeError,
+    WorkerError.WireEncodeError,
+    WorkerError.WireArgumentError,
+    WorkerError.Unauthorized,
+    WorkerError.PayloadTooLarge,
+    WorkerError.SessionNotFound,
+    WorkerError.SessionGone,
+    WorkerError.SessionRequired
+  ].map((cls) => [cls._tag, cls as unknown as Schema.Schema<WorkerErrorValue, any>] as const)
+)
+
+/** @internal */
+export type DecodedError<E> =
+  | { readonly _tag: "Declared"; readonly error: E }
+  | { readonly _tag: "Worker"; readonly error: WorkerErrorValue }
+  | {
+      readonly _tag: "Unknown"
+      readonly pythonClass: string | undefined
+      readonly tag: string | undefined
+      readonly name: string | undefined
+      readonly message: string
+      readonly value: unknown
+    }
+
+const isBooleanAst = (ast: SchemaAST.AST): boolean =>
+  ast._tag === "BooleanKeyword" || (ast._tag === "Literal" && typeof ast.literal === "boolean")
+
+/**
+ * Undo the booleans-as-ints of an error's fields where the (encoded side of the) schema wants a boolean. Walks the
+ * parts a tagged error's fields are made of; anything else is left as it is.
+ *
+ * @internal
+ */
+export const restoreBooleans = (ast: SchemaAST.AST, value: unknown): unknown => {
+  switch (ast._tag) {
+    case "BooleanKeyword":
+      return value === 1 ? true : value === 0 ? false : value
+    case "Literal":
+      return typeof ast.literal === "boolean" && (value === 0 || value === 1) ? value === 1 : value
+    case "Refinement":
+      return restoreBooleans(ast.from, value)
+    case "Transformation":
+      return restoreBooleans(ast.from, value)
+    case "Suspend":
+      return restoreBooleans(ast.f(), value)
+    case "TypeLiteral": {
+      if (!isPlainObject(value)) return value
+      const out: Record<string, unknown> = {}
+      for (const key of Object.keys(value)) {
+        const property = ast.propertySignatures.find((p) => p.name === key)
+        const index = property === undefined ? ast.indexSignatures[0] : undefined
+        const type = property?.type ?? index?.type
+        setField(out, key, type === undefined ? value[key] : restoreBooleans(type, value[key]))
+      }
+      return out
+    }
+    case "TupleType": {
+      if (!Array.isArray(value)) return value
+      return value.map((item, i) => {
+        const type = ast.elements[i]?.type ?? ast.rest[0]?.type
+        return type === undefined ? item : restoreBooleans(type, item)
+      })
+    }
+    case "Union": {
+      if (value === 0 || value === 1) {
+        const asNumber = ast.types.some((member) => ParseResult.is(Schema.make(member))(value))
+        return !asNumber && ast.types.some(isBooleanAst) ? value === 1 : value
+      }
+      for (const member of ast.types) {
+        const candidate = restoreBooleans(member, value)
+        if (ParseResult.is(Schema.make(member))(candidate)) return candidate
+      }
+      return value
+    }
+    default:
+      return value
+  }
+}
+
+const messageOf = (value: unknown): string => {
+  if (typeof value === "string") return value
+  if (!isPlainObject(value)) return JSON.stringify(value) ?? String(value)
+  if (typeof value["message"] === "string") return value["message"]
+  const args = value["args"]
+  if (Array.isArray(args) && typeof args[0] === "string") return args[0]
+  return typeof value["_tag"] === "string" ? value["_tag"] : "error"
+}
+
+/** @internal */
+export const decodeError = <E, I>(
+  json: unknown,
+  declared?: Schema.Schema<E, I, never>
+): Effect.Effect<DecodedError<E>, WireDecodeError> =>
+  Effect.gen(function* () {
+    const value = yield* decodeValue(json, { path: "$.result.err" })
+    if (declared !== undefined) {
+      const restored = restoreBooleans(SchemaAST.encodedAST(declared.ast), value)
+      const result = yield* Effect.either(Schema.decodeUnknown(declared)(restored))
+      if (result._tag === "Right") return { _tag: "Declared", error: result.right } as const
+    }
+    const tag = isPlainObject(value) && typeof value["_tag"] === "string" ? value["_tag"] : undefined
+    const known = tag === undefined ? undefined : workerErrors.get(tag)
+    if (known !== undefined) {
+      const result = yield* Effect.either(Schema.decodeUnknown(known)(value))
+      if (result._tag === "Right") return { _tag: "Worker", error: result.right } as const
+    }
+    const cls = isPlainObject(json) && typeof json["class"] === "string" ? json["class"] : undefined
+    const name = isPlainObject(value) && typeof value["name"] === "string" ? value["name"] : undefined
+    return { _tag: "Unknown", pythonClass: cls, tag, name, message: messageOf(value), value } as const
+  })
