@@ -9,6 +9,7 @@
  */
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { Clock, Config, ConfigError, Duration, Effect, Fiber, Option, Queue, Schedule } from "effect"
+import { version as packageVersion } from "./internal/version.js"
 
 /** Where and as whom to report. */
 export interface Options {
@@ -20,7 +21,7 @@ export interface Options {
   readonly mtoken: string
   /** This worker's public URL: `http(s)://$PUBLIC_IPADDR:$VAST_TCP_PORT_<WORKER_PORT>`. */
   readonly url: string
-  /** Reported version string. Default "0". */
+  /** Reported version string. Default: the package version. */
   readonly version?: string | undefined
   /** How often pending changes are sent. Default 1 second. */
   readonly interval?: Duration.DurationInput | undefined
@@ -145,7 +146,7 @@ export const make = (options: Options): Effect.Effect<Reporter> =>
       return {
         id: options.containerId,
         mtoken: options.mtoken,
-        version: options.version ?? "0",
+        version: options.version ?? packageVersion,
         loadtime: loadtime ?? 0,
         new_load: Math.max(received - cancelled, 0),
         cur_load: curLoad,

@@ -6,9 +6,10 @@
  */
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import type * as HttpClient from "@effect/platform/HttpClient"
-import type { Duration, Effect, Redacted, Schema } from "effect"
+import type { Duration, Effect, Layer, Redacted, Schema } from "effect"
 import * as internal from "./internal/client.js"
 import * as promise from "./internal/promiseClient.js"
+import * as TlsClient from "./internal/tlsClient.js"
 import type * as Remote from "./Remote.js"
 
 /** Options of {@link make}. */
@@ -74,7 +75,34 @@ export type PromiseClient<Remotes extends Remote.AnySpec> = {
 }
 
 /**
- * {@link make} for Promise callers (over `fetch`). A call rejects with the error value itself (`instanceof` works:
+ * How a client reaches a worker that serves TLS (`USE_SSL=true`):
+ *
+ * - `ca`: certificate authorities to trust instead of Node's defaults (PEM), e.g. the platform's root certificate or a
+ *   worker's self-signed one;
+ * - `agent`: a `node:https` Agent of your own (proxies, client certificates, socket limits); it wins over `ca`.
+ */
+export interface TlsOptions extends TlsClient.ClientOptions {}
+
+/**
+ * An `HttpClient` for {@link make} that reaches `https://` workers with the given TLS options (over node:http and
+ * node:https; agents it makes are closed with the layer).
+ *
+ * @example
+ * ```ts
+ * const client = yield* WorkerClient.make(app, { url: "https://10.0.0.5:8000" }).pipe(
+ *   Effect.provide(WorkerClient.layerTls({ ca: fs.readFileSync("instance.crt") }))
+ * )
+ * ```
+ */
+export const layerTls: (options: TlsOptions) => Layer.Layer<HttpClient.HttpClient> = TlsClient.clientLayer
+
+/** Options of {@link makePromise}: those of {@link make}, and `tls` for an `https://` worker. */
+export interface PromiseOptions extends Options {
+  readonly tls?: TlsOptions | undefined
+}
+
+/**
+ * {@link make} for Promise callers (over `fetch`; over node:https with the `tls` option). A call rejects with the error value itself (`instanceof` works:
  * the remote's declared error, `WorkerUnavailable`, `CallFailed`, ...), not a wrapper.
  *
  * @example
@@ -85,7 +113,7 @@ export type PromiseClient<Remotes extends Remote.AnySpec> = {
  */
 export const makePromise = <Remotes extends Remote.AnySpec>(
   spec: Spec<Remotes>,
-  options: Options
+  options: PromiseOptions
 ): PromiseClient<Remotes> => promise.make(spec, options) as unknown as PromiseClient<Remotes>
 
 /** Re-exported so a Promise caller can build the Effect client on the same transport. */

@@ -7,6 +7,7 @@ import type * as HttpClient from "@effect/platform/HttpClient"
 import { Cause, Effect, Exit, ManagedRuntime } from "effect"
 import type * as Remote from "../Remote.js"
 import * as internal from "./client.js"
+import * as TlsClient from "./tlsClient.js"
 
 // One runtime for every Promise client: the fetch client holds no resources, so it never needs disposing.
 let runtime: ManagedRuntime.ManagedRuntime<HttpClient.HttpClient, never> | undefined
@@ -14,10 +15,13 @@ let runtime: ManagedRuntime.ManagedRuntime<HttpClient.HttpClient, never> | undef
 /** A client whose calls return Promises that reject with the error value itself, not a FiberFailure. @internal */
 export const make = <Defs extends Remote.AnySpec>(
   spec: internal.Spec<Defs>,
-  options: internal.Options
+  options: internal.Options & { readonly tls?: TlsClient.ClientOptions | undefined }
 ): Record<string, (payload: unknown) => Promise<unknown>> => {
-  runtime ??= ManagedRuntime.make(FetchHttpClient.layer)
-  const rt = runtime
+  // A client with TLS options has its own agents (its runtime lives as long as the client does).
+  const rt =
+    options.tls === undefined
+      ? (runtime ??= ManagedRuntime.make(FetchHttpClient.layer))
+      : ManagedRuntime.make(TlsClient.clientLayer(options.tls))
   const client = rt.runSync(internal.make(spec, options)) as unknown as Record<
     string,
     (payload: unknown) => Effect.Effect<unknown, unknown>
