@@ -16,7 +16,11 @@ import {
   WireEncodeError,
   WorkerUnavailable
 } from "../src/WorkerError.js"
+import * as Deployment from "../src/Deployment.js"
+import * as Remote from "../src/Remote.js"
+import * as Worker from "../src/Worker.js"
 import { hasPython, referenceClient } from "./fixtures/python.js"
+import { divide, request } from "./fixtures/serving.js"
 
 class QuotaExceeded extends Error {
   override name = "QuotaExceeded"
@@ -168,6 +172,40 @@ describe.skipIf(!hasPython)("errors as the reference's Python client raises them
         }
       ])
       expect(withBoolean!.decodeFailed).toMatch(/^TypeError/)
+    })
+  )
+})
+
+describe.skipIf(!hasPython)("errors a served worker sends, as the Python client raises them", () => {
+  const overloaded = Remote.make(
+    "overloaded",
+    { payload: Schema.Struct({}), success: Schema.Number, error: Overloaded, benchmark: { dataset: [{}] } },
+    () => Effect.fail(new Overloaded({ retryable: true, load: { queued: 9, paused: false }, trace: new Uint8Array() }))
+  )
+  const app = Deployment.make("python", { contexts: [], remotes: [divide, overloaded] })
+
+  it.scopedLive("a declared error is raised with its message, fields and chosen class", () =>
+    Effect.gen(function* () {
+      const { url } = yield* Worker.serveEffect(app, {
+        port: 0,
+        host: "127.0.0.1",
+        handleSignals: false,
+        benchmark: false
+      })
+      const divided = yield* request(`${url}/remote/divide`, { body: { payload: { kwargs: { a: 7, b: 0 } } } })
+      const over = yield* request(`${url}/remote/overloaded`, { body: { payload: {} } })
+      expect([divided.status, over.status]).toEqual([200, 200])
+      const [a, b] = yield* referenceClient([divided.json.result, over.json.result])
+      expect(a).toMatchObject({
+        raised: "Exception",
+        str: "cannot divide 7 by zero",
+        attrs: { _tag: "DivideByZero", reason: "zero-divisor", dividend: 7 }
+      })
+      expect(b).toMatchObject({
+        raised: "ConnectionRefusedError",
+        str: "overloaded: 9 queued",
+        attrs: { retryable: 1 }
+      })
     })
   )
 })
