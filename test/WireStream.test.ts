@@ -40,7 +40,12 @@ describe("Wire stream lines", () => {
       expect(yield* Wire.streamItem({ score: 0.5 })).toBe('{"item":{"type":"dict","contents":[["score",0.5]]}}\n')
       expect(Wire.streamEnd({ count: 2 })).toBe('{"end":{"count":2}}\n')
       const err = JSON.parse(yield* Wire.streamErr(new OutOfTokens({ after: 3 })))
-      expect(err.err).toMatchObject({ type: "obj", class: "OutOfTokens", contents: { _tag: "OutOfTokens", after: 3 } })
+      expect(err.err).toMatchObject({
+        type: "obj",
+        module: { type: "absolute", path: ["builtins"] },
+        class: "Exception",
+        contents: { _tag: "OutOfTokens", after: 3 }
+      })
       expect(Wire.streamContentType).toBe("application/x-ndjson")
     })
   )
@@ -92,7 +97,7 @@ describe("ndjson.encode", () => {
         .map((l) => JSON.parse(l))
       expect(lines.slice(0, 2)).toEqual([{ item: 1 }, { item: 2 }])
       expect(lines).toHaveLength(3)
-      expect(lines[2].err).toMatchObject({ class: "OutOfTokens", contents: { after: 2 } })
+      expect(lines[2].err).toMatchObject({ class: "Exception", contents: { _tag: "OutOfTokens", after: 2 } })
     })
   )
 
@@ -117,8 +122,8 @@ describe("ndjson.encode", () => {
         .map((l) => JSON.parse(l))
       expect(lines[0]).toEqual({ item: 1 })
       expect(lines[1].err).toMatchObject({
-        class: "CallFailed",
-        contents: { reason: "encode", detail: "NonFiniteNumber" }
+        class: "TypeError",
+        contents: { _tag: "CallFailed", reason: "encode", detail: "NonFiniteNumber" }
       })
       expect(lines).toHaveLength(2)
     })
