@@ -25,7 +25,8 @@
  * @since 0.1.0
  */
 import type { Stream } from "effect"
-import { Effect, Either, ParseResult, Schema } from "effect"
+import { Effect, Either, Schema } from "effect"
+import { formatIssues } from "./internal/issues.js"
 import * as ndjson from "./internal/ndjson.js"
 import * as Python from "./internal/python.js"
 import * as internal from "./internal/wire.js"
@@ -54,6 +55,43 @@ export type ModuleRef = internal.ModuleRef
  * @since 0.1.0
  */
 export const defaultMaxDepth: number = internal.defaultMaxDepth
+
+/**
+ * The nesting limit of `checkJson` when none is given, in JSON levels (each array or object is one): 1024. Any value
+ * `decodeValue` accepts fits (each of its levels takes at most three JSON levels), and a recursive reader of the parsed
+ * JSON (a Schema, an error formatter) runs out of stack only some thousands of levels deep.
+ *
+ * @since 0.1.0
+ */
+export const defaultMaxJsonDepth: number = internal.defaultMaxJsonDepth
+
+/**
+ * Checks a parsed request body before anything recursive reads it, and fails with a `WireDecodeError` naming the path:
+ *
+ * - `TooDeep`: arrays and objects nested deeper than `maxDepth` (default `defaultMaxJsonDepth`);
+ * - `ForbiddenKey`: an object key `__proto__` anywhere. `JSON.parse` keeps it as data, but the first plain assignment
+ *   of it (a Schema decoding a `Record`, `Object.assign`, a handler copying its payload) replaces the prototype with
+ *   the client's value. Refused rather than kept: the keys `constructor` and `prototype` stay ordinary data.
+ *
+ * The walk is iterative, with memory bounded by `maxDepth` whatever the width, and reads no string: call it right
+ * after `JSON.parse`, before `decodeEnvelope`. Succeeds with the JSON it was given.
+ *
+ * @example
+ * ```ts
+ * const body = yield* Wire.checkJson(JSON.parse(text))
+ * const envelope = yield* Wire.decodeEnvelope(body)
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const checkJson = <A>(
+  json: A,
+  options?: { readonly maxDepth?: number | undefined }
+): Effect.Effect<A, WireDecodeError> =>
+  Effect.suspend(() => {
+    const error = internal.checkJsonSync(json, options?.maxDepth ?? internal.defaultMaxJsonDepth)
+    return error === undefined ? Effect.succeed(json) : Effect.fail(error)
+  })
 
 /**
  * Options of `decodeValue`.
@@ -342,13 +380,14 @@ const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
  */
 export const decodeEnvelopeEither = (body: unknown): Either.Either<Envelope, WireDecodeError> =>
   Either.mapLeft(decodeEnvelopeSchema(body), (error) => {
-    const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
+    // Bounded: the offending value is previewed, not written out (it may be megabytes, or deeply nested), and the
+    // message and path are cut (internal/issues.ts).
+    const issue = formatIssues(error, { maxIssues: 1 })[0]
     const path = formatPath(issue?.path ?? [])
-    const detail = issue?.message ?? error.message
     return new WireDecodeError({
       reason: "InvalidEnvelope",
       path,
-      message: `invalid request body: ${detail.length > 300 ? `${detail.slice(0, 300)}...` : detail} (at ${path})`
+      message: `invalid request body: ${issue?.message ?? error.message} (at ${path})`
     })
   })
 
@@ -401,7 +440,13 @@ export const decodeArgumentsEither = (
     const kwargs: Record<string, unknown> = {}
     const rawKwargs = envelope.payload?.kwargs ?? {}
     for (const key of Object.keys(rawKwargs)) {
-      const path = internal.pathKey("$.payload.kwargs", key.length > 100 ? `${key.slice(0, 100)}...` : key)
+      if (key === internal.forbiddenKey) {
+        const path = internal.pathKey("$.payload.kwargs", key)
+        return Either.left(
+          new WireDecodeError({ reason: "ForbiddenKey", path, message: internal.forbiddenKeyMessage(path) })
+        )
+      }
+      const path = internal.pathKey("$.payload.kwargs", key)
       internal.setField(kwargs, key, internal.decodeValueUnsafe(rawKwargs[key], { path, maxDepth }))
     }
     return Either.right({ args, kwargs })

@@ -236,6 +236,7 @@ export class BenchmarkFailed extends Schema.TaggedError<BenchmarkFailed>()("Benc
  * - `UnknownType`: a `{"type": ..., "contents": ...}` form whose `type` is not one of the reference's.
  * - `InvalidShape`: a known form with missing or mistyped parts, or something that is not JSON at all.
  * - `TooDeep`: nesting beyond the depth limit (a hostile body must not exhaust the stack).
+ * - `ForbiddenKey`: an object key (or dict key) `__proto__`, which JavaScript would turn into a prototype.
  * - `InvalidEnvelope`: the request body does not match the envelope.
  * - `InvalidJson`: the request body (or a line of a stream answer) is not JSON at all.
  * - `Truncated`: a stream answer stopped before its closing `end` or `err` line (the connection was cut).
@@ -245,6 +246,7 @@ export const WireDecodeReason = Schema.Literal(
   "UnknownType",
   "InvalidShape",
   "TooDeep",
+  "ForbiddenKey",
   "InvalidEnvelope",
   "InvalidJson",
   "Truncated"

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, ConfigProvider, Context, Deferred, Effect, Exit, Fiber, Schema, Scope } from "effect"
 import type { Duration } from "effect"
+import { App } from "../src/App.js"
 import * as Deployment from "../src/Deployment.js"
 import { resolve } from "../src/WorkerConfig.js"
 import * as Remote from "../src/Remote.js"
@@ -293,6 +294,119 @@ describe("wire format over HTTP", () => {
       expect(reply.status).toBe(504)
       expect(reply.json).toMatchObject({ _tag: "CallTimeout", remote: "gate", timeoutMillis: 50 })
       expect(state.interrupted).toBe(1)
+    })
+  )
+})
+
+describe("hostile input", () => {
+  /** A body nested `levels` deep at the place `at` puts it, as JSON text (built as text: no recursion here either). */
+  const deepText = (levels: number) => "[".repeat(levels) + "1" + "]".repeat(levels)
+
+  it.scopedLive("deep nesting in any envelope field is a 400, never a 500, and the worker goes on serving", () =>
+    Effect.gen(function* () {
+      const { url } = yield* serve(app)
+      for (const levels of [2_250, 100_000]) {
+        const deep = deepText(levels)
+        for (const body of [
+          `{"session_id": ${deep}}`,
+          `{"auth_data": ${deep}}`,
+          `{"auth_data": {"url": ${deep}}}`,
+          `{"payload": ${deep}}`,
+          `{"payload": {"args": [${deep}]}}`,
+          `{"payload": {"kwargs": {"a": ${deep}}}}`
+        ]) {
+          const reply = yield* request(`${url}/remote/divide`, { body })
+          expect([body.slice(0, 30), reply.status, reply.json?.reason]).toEqual([body.slice(0, 30), 400, "TooDeep"])
+        }
+      }
+      // Within the JSON limit, a bad envelope field is an ordinary 400 naming it.
+      const within = yield* request(`${url}/remote/divide`, { body: `{"session_id": ${deepText(1_000)}}` })
+      expect(within.status).toBe(400)
+      expect(within.json).toMatchObject({ reason: "InvalidEnvelope", path: "$.session_id" })
+      expect((yield* call(url, "divide", { args: [6, 3] })).json).toEqual({ result: { ok: 2 } })
+    })
+  )
+
+  it.scopedLive("a megabyte bad string comes back as a short 400, not as a 2 MB body", () =>
+    Effect.gen(function* () {
+      const { url } = yield* serve(app)
+      const big = "x".repeat(1024 * 1024)
+      const reply = yield* call(url, "divide", { kwargs: { a: big, b: big } })
+      expect(reply.status).toBe(400)
+      expect(reply.json._tag).toBe("PayloadInvalid")
+      expect(reply.json.issues.map((i: { path: Array<string> }) => i.path)).toEqual([["a"], ["b"]])
+      expect(reply.json.issues[0].message).toContain("(1048576 characters)")
+      expect(reply.text.length).toBeLessThan(2_000)
+      // A thousand bad items: the first twenty, and a note that there were more.
+      const many = yield* call(url, "echo", {
+        kwargs: {
+          data: { type: "bytes", contents: "" },
+          flag: true,
+          nested: {},
+          none: null,
+          tags: { type: "list", contents: Array.from({ length: 1_000 }, (_, i) => i) }
+        }
+      })
+      expect(many.status).toBe(400)
+      expect(many.json.issues).toHaveLength(21)
+      expect(many.text.length).toBeLessThan(4_000)
+    })
+  )
+
+  it.scopedLive("__proto__ keys are refused with a 400 naming them; constructor and prototype are echoed as data", () =>
+    Effect.gen(function* () {
+      const facade = new App("hostile")
+      facade.remote({ name: "echo", benchmarkDataset: [{}] }, async (payload: Record<string, unknown>) => payload)
+      facade.remote({ name: "prompt" }, async (payload: { prompt?: string }) => payload.prompt ?? "none")
+      const records = Remote.make(
+        "records",
+        {
+          payload: Schema.Struct({ tags: Schema.Record({ key: Schema.String, value: Schema.Unknown }) }),
+          success: Schema.Record({ key: Schema.String, value: Schema.Unknown })
+        },
+        ({ tags }) => Effect.succeed(tags)
+      )
+      const both = Deployment.make("hostile", {
+        contexts: [],
+        remotes: [...facade.deployment.remotes.values(), records] as never
+      })
+      const { url } = yield* serve(both)
+      const post = (name: string, body: string) => request(`${url}/remote/${name}`, { body })
+      for (const [name, body, path] of [
+        ["prompt", '{"payload": {"kwargs": {"__proto__": {"prompt": "INJECTED"}}}}', "$.payload.kwargs.__proto__"],
+        ["echo", '{"payload": {"kwargs": {"__proto__": {"prompt": "INJECTED"}}}}', "$.payload.kwargs.__proto__"],
+        ["echo", '{"payload": {"kwargs": {"a": {"__proto__": 1}}}}', "$.payload.kwargs.a.__proto__"],
+        ["records", '{"payload": {"kwargs": {"tags": {"__proto__": {"x": 1}}}}}', "$.payload.kwargs.tags.__proto__"],
+        [
+          "records",
+          '{"payload": {"args": [{"type": "dict", "contents": [["__proto__", {"type": "dict", "contents": []}]]}]}}',
+          "$.payload.args[0].contents[0][0]"
+        ]
+      ] as const) {
+        const reply = yield* post(name, body)
+        expect([name, reply.status, reply.json]).toMatchObject([
+          name,
+          400,
+          { _tag: "WireDecodeError", reason: "ForbiddenKey", path }
+        ])
+      }
+      expect((yield* post("prompt", '{"payload": {"kwargs": {}}}')).json).toEqual({ result: { ok: "none" } })
+      const data = '{"constructor": {"name": "Evil"}, "prototype": {"polluted": true}, "toString": "x"}'
+      const dict = {
+        type: "dict",
+        contents: [
+          ["constructor", { type: "dict", contents: [["name", "Evil"]] }],
+          ["prototype", { type: "dict", contents: [["polluted", true]] }],
+          ["toString", "x"]
+        ]
+      }
+      const echoed = yield* post("echo", `{"payload": {"kwargs": ${data}}}`)
+      expect(echoed.status).toBe(200)
+      expect(echoed.json).toEqual({ result: { ok: dict } })
+      const recorded = yield* post("records", `{"payload": {"kwargs": {"tags": ${data}}}}`)
+      expect(recorded.status).toBe(200)
+      expect(recorded.json).toEqual({ result: { ok: dict } })
+      expect(({} as Record<string, unknown>)["polluted"]).toBeUndefined()
     })
   )
 })

@@ -79,21 +79,50 @@ describe("Wire.decodeValue", () => {
     })
   )
 
-  it.effect("keeps the last of duplicate dict keys and keeps __proto__ as data", () =>
+  it.effect("keeps the last of duplicate dict keys", () =>
     Effect.gen(function* () {
       const decoded = (yield* Wire.decodeValue({
         type: "dict",
         contents: [
           ["a", 1],
-          ["a", 2],
-          ["__proto__", { type: "dict", contents: [["polluted", true]] }]
+          ["a", 2]
         ]
       })) as Record<string, unknown>
-      expect(decoded["a"]).toBe(2)
-      expect(Object.getPrototypeOf(decoded)).toBe(Object.prototype)
-      expect(Object.keys(decoded)).toEqual(["a", "__proto__"])
-      expect(({} as Record<string, unknown>)["polluted"]).toBeUndefined()
+      expect(decoded).toEqual({ a: 2 })
     })
+  )
+
+  it.effect(
+    "refuses a __proto__ key in plain objects, dict keys and obj fields; constructor and prototype are data",
+    () =>
+      Effect.gen(function* () {
+        const cases: ReadonlyArray<readonly [string, string]> = [
+          ['{"a": {"__proto__": {"polluted": true}}}', "$.a.__proto__"],
+          [
+            '{"type": "dict", "contents": [["a", 1], ["__proto__", {"type": "dict", "contents": []}]]}',
+            "$.contents[1][0]"
+          ],
+          ['{"type": "obj", "class": "C", "contents": {"__proto__": 1}}', "$.contents.__proto__"]
+        ]
+        for (const [text, path] of cases) {
+          const error = yield* decodeFailure(JSON.parse(text))
+          expect([error.reason, error.path]).toEqual(["ForbiddenKey", path])
+          expect(error.message).toContain("__proto__")
+        }
+        expect(({} as Record<string, unknown>)["polluted"]).toBeUndefined()
+        const data = (yield* Wire.decodeValue(
+          JSON.parse(
+            '{"constructor": {"name": "Evil"}, "prototype": 1, "dict": {"type": "dict", "contents": [["constructor", 2]]}}'
+          )
+        )) as Record<string, any>
+        expect(Object.getPrototypeOf(data)).toBe(Object.prototype)
+        expect(Object.keys(data)).toEqual(["constructor", "prototype", "dict"])
+        expect(data["constructor"]).toEqual({ name: "Evil" })
+        expect(Object.hasOwn(data["dict"], "constructor")).toBe(true)
+        // Said to be an object, not "an instance of Evil": the own key is data.
+        const notBytes = yield* decodeFailure({ type: "bytes", contents: { constructor: { name: "Evil" } } })
+        expect(notBytes.message).toContain("got an object")
+      })
   )
 
   it.effect("accepts plain JSON arrays and objects, decoding inside them", () =>
@@ -520,16 +549,36 @@ describe("Wire.decodeEnvelope / decodeArguments", () => {
     })
   )
 
-  it.effect("keeps a __proto__ keyword as a keyword", () =>
+  it.effect("refuses a __proto__ keyword", () =>
     Effect.gen(function* () {
-      const body = JSON.parse('{"payload": {"kwargs": {"__proto__": 1, "a": 2}}}')
+      const body = JSON.parse('{"payload": {"kwargs": {"a": 2, "__proto__": {"a": 1}}}}')
       const envelope = yield* Wire.decodeEnvelope(body)
-      const { kwargs } = yield* Wire.decodeArguments(envelope)
-      expect(Object.keys(kwargs)).toEqual(["__proto__", "a"])
-      expect(Object.getPrototypeOf(kwargs)).toBe(Object.prototype)
-      const error = yield* Effect.flip(Wire.bindArgs(["a"], [], kwargs))
-      expect(error.reason).toBe("UnknownKeyword")
-      expect(error.field).toBe("__proto__")
+      const error = yield* Effect.flip(Wire.decodeArguments(envelope))
+      expect(error).toMatchObject({ reason: "ForbiddenKey", path: "$.payload.kwargs.__proto__" })
+    })
+  )
+
+  it.effect("a bad envelope field is a bounded 400 error however deep or long the value", () =>
+    Effect.gen(function* () {
+      // Deep enough to overflow a recursive formatter (the issue was seen from about 2,250 levels).
+      let deep: unknown = 1
+      for (let i = 0; i < 100_000; i++) deep = [deep]
+      for (const body of [
+        { session_id: deep },
+        { auth_data: deep },
+        { auth_data: { url: deep } },
+        { payload: deep },
+        { payload: { args: { deep } } }
+      ]) {
+        const error = yield* Effect.flip(Wire.decodeEnvelope(body))
+        expect(error.reason).toBe("InvalidEnvelope")
+        expect(error.message.length).toBeLessThan(400)
+      }
+      const long = yield* Effect.flip(Wire.decodeEnvelope({ session_id: 7, auth_data: { url: "x".repeat(1_000_000) } }))
+      expect(long.message.length).toBeLessThan(400)
+      const huge = yield* Effect.flip(Wire.decodeEnvelope({ session_id: "x".repeat(1_000_000).split("") }))
+      expect(huge.message).toContain("(an array of 1000000 items)")
+      expect(huge.message.length).toBeLessThan(400)
     })
   )
 
@@ -584,6 +633,84 @@ describe("Wire.bindArgs", () => {
       expect(error.message).toContain('"sampler"')
       const proto = yield* Effect.flip(Wire.bindArgs(fields, [], JSON.parse('{"__proto__": 1}')))
       expect(proto.field).toBe("__proto__")
+      // A client's key is echoed cut short: a megabyte of key is not a megabyte of error.
+      const long = yield* Effect.flip(Wire.bindArgs(fields, [], { ["k".repeat(1_000_000)]: 1 }))
+      expect(long.field).toBe(`${"k".repeat(64)}...`)
+      expect(long.message).toContain("(1000000 characters)")
+      expect(long.message.length).toBeLessThan(200)
+    })
+  )
+})
+
+describe("Wire.checkJson", () => {
+  const nested = (levels: number, leaf: unknown = 1): unknown => {
+    let value = leaf
+    for (let i = 0; i < levels; i++) value = i % 2 === 0 ? [value] : { a: value }
+    return value
+  }
+
+  it.effect("passes JSON up to the depth limit and fails one level deeper, naming the path", () =>
+    Effect.gen(function* () {
+      expect(yield* Wire.checkJson(nested(1024))).toEqual(nested(1024))
+      const error = yield* Effect.flip(Wire.checkJson(nested(1025)))
+      expect(error).toBeInstanceOf(WireDecodeError)
+      expect(error.reason).toBe("TooDeep")
+      expect(error.message).toContain("deeper than 1024 levels")
+      expect(error.path.startsWith("$[0].a[0].a")).toBe(true)
+      expect((yield* Effect.flip(Wire.checkJson(nested(4), { maxDepth: 3 }))).path).toBe("$.a[0].a")
+      expect(yield* Wire.checkJson(nested(3), { maxDepth: 3 })).toEqual(nested(3))
+      for (const scalar of [1, "x", null, true]) expect(yield* Wire.checkJson(scalar, { maxDepth: 0 })).toBe(scalar)
+    })
+  )
+
+  it.effect("walks a million levels and a million siblings without recursion", () =>
+    Effect.gen(function* () {
+      const deep = JSON.parse("[".repeat(1_000_000) + "]".repeat(1_000_000))
+      expect((yield* Effect.flip(Wire.checkJson(deep))).reason).toBe("TooDeep")
+      const wide = Array.from({ length: 1_000_000 }, (_, i) => ({ i, tags: [i] }))
+      expect(yield* Wire.checkJson(wide)).toBe(wide)
+    })
+  )
+
+  it.effect("passes the deepest value decodeValue accepts, in its envelope", () =>
+    Effect.gen(function* () {
+      let value: unknown = 1
+      for (let i = 0; i < Wire.defaultMaxDepth - 1; i++) value = { type: "dict", contents: [["k", value]] }
+      const body = JSON.parse(JSON.stringify({ payload: { args: [value], kwargs: { v: value } } }))
+      yield* Wire.checkJson(body)
+      const envelope = yield* Wire.decodeEnvelope(body)
+      const { args } = yield* Wire.decodeArguments(envelope)
+      expect(args).toHaveLength(1)
+    })
+  )
+
+  it.effect("refuses a __proto__ key anywhere, naming it; constructor and prototype pass", () =>
+    Effect.gen(function* () {
+      const cases: ReadonlyArray<readonly [string, string]> = [
+        ['{"__proto__": {}}', "$.__proto__"],
+        ['{"payload": {"kwargs": {"__proto__": {"prompt": "INJECTED"}}}}', "$.payload.kwargs.__proto__"],
+        ['{"payload": {"args": [1, {"x": {"__proto__": null}}]}}', "$.payload.args[1].x.__proto__"],
+        ['{"auth_data": {"__proto__": 1}}', "$.auth_data.__proto__"]
+      ]
+      for (const [text, path] of cases) {
+        const error = yield* Effect.flip(Wire.checkJson(JSON.parse(text)))
+        expect([error.reason, error.path]).toEqual(["ForbiddenKey", path])
+        expect(error.message).toBe(
+          `the key "__proto__" is not accepted: JavaScript would make its value the object's prototype (at ${path})`
+        )
+      }
+      const data = JSON.parse('{"payload": {"kwargs": {"constructor": 1, "prototype": {"constructor": 2}}}}')
+      expect(yield* Wire.checkJson(data)).toBe(data)
+      // A string "__proto__" is data: only keys become prototypes (dict keys are checked by decodeValue).
+      expect(yield* Wire.checkJson(["__proto__", { k: "__proto__" }])).toEqual(["__proto__", { k: "__proto__" }])
+    })
+  )
+
+  it.effect("cuts a long key in the path it reports", () =>
+    Effect.gen(function* () {
+      const key = "k".repeat(100_000)
+      const error = yield* Effect.flip(Wire.checkJson({ [key]: [[[1]]] }, { maxDepth: 2 }))
+      expect(error.path).toBe(`$[${JSON.stringify(`${"k".repeat(64)}...`)}][0]`)
     })
   )
 })

@@ -14,6 +14,7 @@ import {
   Unauthorized,
   WorkerUnavailable
 } from "../WorkerError.js"
+import { formatIssues } from "./issues.js"
 
 /** The public options, documented in WorkerClient.ts (a type-only import). @internal */
 export type Options = import("../WorkerClient.js").Options
@@ -48,10 +49,9 @@ const protocol = (remote: string, detail: string) => new CallFailed({ remote, re
 
 const asSchema = (schema: Schema.Schema.All) => schema as unknown as Schema.Schema<unknown, unknown, never>
 
+// Bounded (internal/issues.ts): a 400 echoes at most a few issues, with previews of the values, never the values.
 const issuesOf = (error: ParseResult.ParseError): ReadonlyArray<FieldIssue> =>
-  ParseResult.ArrayFormatter.formatErrorSync(error).map(
-    (i) => new FieldIssue({ path: [...i.path] as Array<string | number>, message: i.message })
-  )
+  formatIssues(error).map((i) => new FieldIssue(i))
 
 const retryable = (e: unknown): e is WorkerUnavailable => e instanceof WorkerUnavailable && e.reason !== "failed"
 

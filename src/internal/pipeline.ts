@@ -81,7 +81,8 @@ export const handle = (ctx: Context, name: string, req: Http.IncomingMessage, re
 
 const afterBody = (call: Call, name: string, body: Buffer): void => {
   const { ctx } = call
-  // 3. JSON, no deeper than the wire allows (before anything recursive runs on it: schemas, error formatters).
+  // 3. JSON, no deeper than the wire allows and without __proto__ keys (before anything recursive runs on it:
+  // schemas, error formatters).
   const json = parseJson(body)
   if (Either.isLeft(json)) return refuse(call, json.left)
   // 4. The envelope.
@@ -384,7 +385,9 @@ const parseJson = (body: Buffer): Either.Either<unknown, WireDecodeError> => {
       })
     )
   }
-  return wire.checkDepth(json, wire.defaultMaxDepth)
+  // Before anything recursive reads it: too deep a nesting (TooDeep), or a __proto__ key (ForbiddenKey), is a 400.
+  const unfit = wire.checkJsonSync(json, wire.defaultMaxJsonDepth)
+  return unfit === undefined ? Either.right(json) : Either.left(unfit)
 }
 
 /** Write a decided response, unless the socket is gone. */

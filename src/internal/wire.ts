@@ -21,9 +21,23 @@ export const defaultMaxDepth = 256
 
 const identifier = /^[A-Za-z_$][A-Za-z0-9_$]*$/
 
-/** @internal */
+/** The longest piece of client input (a key, a type name) that an error message or path echoes. @internal */
+export const maxEchoLength = 64
+
+/**
+ * A string as an error message quotes it: JSON-quoted, cut at `maxEchoLength` characters with its full length said
+ * (a megabyte of key must not come back as a megabyte of error body). @internal
+ */
+export const quote = (s: string): string =>
+  s.length <= maxEchoLength
+    ? JSON.stringify(s)
+    : `${JSON.stringify(s.slice(0, maxEchoLength))}... (${s.length} characters)`
+
+/** A key as a path segment; one over `maxEchoLength` characters is cut, ending in "...". @internal */
 export const pathKey = (path: string, key: string): string =>
-  identifier.test(key) ? `${path}.${key}` : `${path}[${JSON.stringify(key)}]`
+  identifier.test(key) && key.length <= maxEchoLength
+    ? `${path}.${key}`
+    : `${path}[${JSON.stringify(key.length <= maxEchoLength ? key : `${key.slice(0, maxEchoLength)}...`)}]`
 
 /** @internal */
 export const pathIndex = (path: string, index: number): string => `${path}[${index}]`
@@ -51,7 +65,8 @@ const describe = (u: unknown): string => {
   if (u === null) return "null"
   if (Array.isArray(u)) return "an array"
   if (typeof u === "object") {
-    const name = (u as { constructor?: { name?: unknown } }).constructor?.name
+    // Through the prototype: an own "constructor" key of JSON data is data, not the class.
+    const name = (Object.getPrototypeOf(u) as { constructor?: { name?: unknown } } | null)?.constructor?.name
     return typeof name === "string" && name !== "Object" ? `an instance of ${name}` : "an object"
   }
   return `a ${typeof u}`
@@ -69,6 +84,105 @@ const isPaddedBase64 = (s: string): boolean => {
 }
 
 // ---------------------------------------------------------------------------
+// checking parsed JSON
+// ---------------------------------------------------------------------------
+
+/**
+ * The nesting limit of `checkJson`, in JSON levels (each array or object is one). Any value `decodeValue` accepts fits:
+ * each of its `defaultMaxDepth` levels takes at most three JSON levels (a dict's object, its `contents` array, a
+ * pair), plus the envelope's. A recursive reader of the parsed JSON (a Schema, an error formatter) runs out of stack
+ * only some thousands of levels deep. @internal
+ */
+export const defaultMaxJsonDepth = 1024
+
+/**
+ * The one key refused anywhere in a request: JavaScript reads `__proto__` as the prototype, not as data. `JSON.parse`
+ * keeps it as an own key, but every plain assignment afterwards (a Schema decoding a `Record`, `Object.assign`, a
+ * handler copying its payload) would replace the copy's prototype with the client's value. @internal
+ */
+export const forbiddenKey = "__proto__"
+
+/** @internal */
+export const forbiddenKeyMessage = (path: string): string =>
+  `the key "${forbiddenKey}" is not accepted: JavaScript would make its value the object's prototype (at ${path})`
+
+interface Level {
+  readonly container: object
+  /** The keys of an object; undefined for an array. */
+  readonly keys: ReadonlyArray<string> | undefined
+  readonly length: number
+  /** The next child to visit (its index in `keys`, or in the array). */
+  next: number
+}
+
+/**
+ * Checks parsed JSON: arrays and objects nested at most `maxDepth` deep, and no `__proto__` key. Iterative, with one
+ * entry per level on its own stack (memory bounded by `maxDepth`, whatever the width), so no input can overflow the
+ * call stack; it reads no string. Returns the error, or undefined when the JSON is fine. @internal
+ */
+export const checkJsonSync = (
+  json: unknown,
+  maxDepth: number = defaultMaxJsonDepth,
+  root: string = "$"
+): WireDecodeError | undefined => {
+  if (typeof json !== "object" || json === null) return undefined
+  const levels: Array<Level> = []
+  // The path to the child being visited at level `depth - 1`, built only when something is at fault.
+  const pathTo = (depth: number): string => {
+    let path = root
+    for (let i = 0; i < depth; i++) {
+      const level = levels[i]!
+      const at = level.next - 1
+      path = level.keys === undefined ? pathIndex(path, at) : pathKey(path, level.keys[at]!)
+    }
+    return path
+  }
+  const enter = (container: object): WireDecodeError | undefined => {
+    if (levels.length >= maxDepth) {
+      const path = pathTo(levels.length)
+      return new WireDecodeError({
+        reason: "TooDeep",
+        path,
+        message: `arrays and objects nested deeper than ${maxDepth} levels (at ${path})`
+      })
+    }
+    if (Array.isArray(container)) {
+      levels.push({ container, keys: undefined, length: container.length, next: 0 })
+      return undefined
+    }
+    const keys = Object.keys(container)
+    levels.push({ container, keys, length: keys.length, next: 0 })
+    return undefined
+  }
+  const first = enter(json)
+  if (first !== undefined) return first
+  while (levels.length > 0) {
+    const level = levels[levels.length - 1]!
+    if (level.next >= level.length) {
+      levels.pop()
+      continue
+    }
+    const at = level.next++
+    let child: unknown
+    if (level.keys === undefined) {
+      child = (level.container as ReadonlyArray<unknown>)[at]
+    } else {
+      const key = level.keys[at]!
+      if (key === forbiddenKey) {
+        const path = pathTo(levels.length)
+        return new WireDecodeError({ reason: "ForbiddenKey", path, message: forbiddenKeyMessage(path) })
+      }
+      child = (level.container as Record<string, unknown>)[key]
+    }
+    if (typeof child === "object" && child !== null) {
+      const error = enter(child)
+      if (error !== undefined) return error
+    }
+  }
+  return undefined
+}
+
+// ---------------------------------------------------------------------------
 // decoding
 // ---------------------------------------------------------------------------
 
@@ -76,33 +190,6 @@ const isPaddedBase64 = (s: string): boolean => {
 export interface DecodeOptions {
   readonly path?: string
   readonly maxDepth?: number
-}
-
-/**
- * Whether parsed JSON nests deeper than `maxDepth` (arrays and objects), checked without recursion: run it before
- * anything recursive (schema decoding, error formatting) sees a hostile body. @internal
- */
-export const checkDepth = (json: unknown, maxDepth: number): Either.Either<unknown, WireDecodeError> => {
-  if (typeof json !== "object" || json === null) return Either.right(json)
-  const stack: Array<unknown> = [json]
-  const depths: Array<number> = [1]
-  while (stack.length > 0) {
-    const value = stack.pop()!
-    const depth = depths.pop()!
-    if (depth > maxDepth) {
-      return Either.left(
-        new WireDecodeError({ reason: "TooDeep", path: "$", message: `the body nests deeper than ${maxDepth} levels` })
-      )
-    }
-    const children = Array.isArray(value) ? value : Object.values(value as object)
-    for (const child of children) {
-      if (typeof child === "object" && child !== null) {
-        stack.push(child)
-        depths.push(depth + 1)
-      }
-    }
-  }
-  return Either.right(json)
 }
 
 const knownTypes = new Set(["bytes", "list", "tuple", "dict", "obj"])
@@ -137,7 +224,10 @@ const decodeAt = (json: unknown, path: string, depth: number, maxDepth: number):
   const isTyped = typeof type === "string" && (knownTypes.has(type) || hasOwn(json, "contents"))
   if (!isTyped) {
     const out: Record<string, unknown> = {}
-    for (const key of Object.keys(json)) setField(out, key, decodeAt(json[key], pathKey(path, key), next, maxDepth))
+    for (const key of Object.keys(json)) {
+      if (key === forbiddenKey) return refuseKey(pathKey(path, key))
+      setField(out, key, decodeAt(json[key], pathKey(path, key), next, maxDepth))
+    }
     return out
   }
 
@@ -166,7 +256,7 @@ const decodeAt = (json: unknown, path: string, depth: number, maxDepth: number):
     case "obj":
       return decodeObj(json, path, next, maxDepth)
     default:
-      return decodeFail("UnknownType", pathKey(path, "type"), `unknown value type ${JSON.stringify(type)}`)
+      return decodeFail("UnknownType", pathKey(path, "type"), `unknown value type ${quote(type)}`)
   }
 }
 
@@ -183,6 +273,8 @@ const decodeDict = (contents: unknown, path: string, depth: number, maxDepth: nu
       return decodeFail("InvalidShape", pairPath, `dict entry must be a [key, value] pair, got ${describe(pair)}`)
     }
     const key = decodeAt(pair[0], pathIndex(pairPath, 0), depth, maxDepth)
+    // A string key becomes an object's key (below): the same refusal as for an object's own keys.
+    if (key === forbiddenKey) return refuseKey(pathIndex(pairPath, 0))
     const value = decodeAt(pair[1], pathIndex(pairPath, 1), depth, maxDepth)
     if (typeof key !== "string") allStrings = false
     entries.push([key, value])
@@ -192,6 +284,10 @@ const decodeDict = (contents: unknown, path: string, depth: number, maxDepth: nu
   // Later duplicates win, as in Python's dict().
   for (const [key, value] of entries) setField(out, key as string, value)
   return out
+}
+
+const refuseKey = (path: string): never => {
+  throw new WireDecodeError({ reason: "ForbiddenKey", path, message: forbiddenKeyMessage(path) })
 }
 
 const decodeObj = (json: Record<string, unknown>, path: string, depth: number, maxDepth: number): unknown => {
@@ -220,6 +316,7 @@ const decodeObj = (json: Record<string, unknown>, path: string, depth: number, m
   }
   const out: Record<string, unknown> = {}
   for (const key of Object.keys(contents)) {
+    if (key === forbiddenKey) return refuseKey(pathKey(contentsPath, key))
     setField(out, key, decodeAt(contents[key], pathKey(contentsPath, key), depth, maxDepth))
   }
   return out
@@ -440,6 +537,9 @@ const catching = <A, E>(
 // arguments
 // ---------------------------------------------------------------------------
 
+// A field named by the client, as an error carries it back: cut at `maxEchoLength` characters.
+const echoKey = (key: string): string => (key.length <= maxEchoLength ? key : `${key.slice(0, maxEchoLength)}...`)
+
 /** Bind call arguments to a remote's fields, synchronously. @internal */
 export const bindArgsEither = (
   fieldNames: ReadonlyArray<string>,
@@ -464,8 +564,8 @@ export const bindArgsEither = (
       return Either.left(
         new WireArgumentError({
           reason: "UnknownKeyword",
-          field: key.length > 100 ? `${key.slice(0, 100)}...` : key,
-          message: `got an unexpected keyword argument ${JSON.stringify(key.length > 100 ? `${key.slice(0, 100)}...` : key)}`
+          field: echoKey(key),
+          message: `got an unexpected keyword argument ${quote(key)}`
         })
       )
     }
@@ -473,8 +573,8 @@ export const bindArgsEither = (
       return Either.left(
         new WireArgumentError({
           reason: "DuplicateArgument",
-          field: key,
-          message: `got multiple values for argument ${JSON.stringify(key)}`
+          field: echoKey(key),
+          message: `got multiple values for argument ${quote(key)}`
         })
       )
     }

@@ -35,6 +35,7 @@ import {
   WorkerUnavailable
 } from "../WorkerError.js"
 import { Admission, Load } from "./admission.js"
+import { formatIssues } from "./issues.js"
 import * as Metrics from "./metrics.js"
 import { activeRegistries, latest, Registry } from "./registry.js"
 import type { ContextRecord } from "./registry.js"
@@ -150,24 +151,13 @@ let callIds = 0
 /** An id to find a failure in the log by; the response carries it, never the cause. */
 export const failureId = (): string => `${Date.now().toString(36)}-${(++callIds).toString(36)}`
 
-/** At most this many issues reach a response: a payload failing in ten thousand places needs no ten thousand lines. */
-const MAX_ISSUES = 20
-/** Longest issue message echoed back: a megabyte of bad input must not come back in the error body. */
-const MAX_ISSUE_MESSAGE = 300
-
-const truncate = (s: string, max: number): string => (s.length <= max ? s : `${s.slice(0, max)}... (truncated)`)
-
-/** The issues of a parse error as `FieldIssue`s, capped in number and length. */
+/**
+ * The issues of a parse error as `FieldIssue`s, bounded (internal/issues.ts): at most 20 (then one saying more were
+ * left out), each offending value previewed rather than written out, messages and path segments cut. A megabyte of
+ * bad input does not come back in the error body, and a deeply nested value is never formatted recursively.
+ */
 export const issuesOf = (error: ParseResult.ParseError): ReadonlyArray<FieldIssue> =>
-  ParseResult.ArrayFormatter.formatErrorSync(error)
-    .slice(0, MAX_ISSUES)
-    .map(
-      (i) =>
-        new FieldIssue({
-          path: i.path.slice(0, 32).map((p) => (typeof p === "number" ? p : truncate(String(p), 100))),
-          message: truncate(i.message, MAX_ISSUE_MESSAGE)
-        })
-    )
+  formatIssues(error).map((i) => new FieldIssue(i))
 
 /** A synchronous parser when the Schema allows one; `undefined` from it means "needs the async form". */
 const syncDecoder = (remote: Remote.Any) => {
