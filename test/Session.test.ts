@@ -119,6 +119,14 @@ describe("sessions: the reference's routes", () => {
       expect((yield* failure(m.end({ session_auth: auth }))).path).toBe("$.session_id")
       expect((yield* failure(m.get({ session_id: "" }))).path).toBe("$.session_id")
       expect((yield* failure(m.health("x"))).path).toBe("$")
+      // However deep or long the bad value, the error is short and nothing overflows.
+      let deep: unknown = 1
+      for (let i = 0; i < 100_000; i++) deep = [deep]
+      for (const session_id of [deep, "x".repeat(1_000_000).split("")]) {
+        const bad = (yield* failure(m.get({ session_id }))) as { path?: string; message?: string }
+        expect(bad.path).toBe("$.session_id")
+        expect(bad.message!.length).toBeLessThan(400)
+      }
       // Null and missing parts are defaults, as the reference reads them.
       expect((yield* m.create({ auth_data: null, payload: { lifetime: null, on_close_route: null } })).expiration).toBe(
         60

@@ -656,7 +656,8 @@ describe("Wire.checkJson", () => {
       expect(error).toBeInstanceOf(WireDecodeError)
       expect(error.reason).toBe("TooDeep")
       expect(error.message).toContain("deeper than 1024 levels")
-      expect(error.path.startsWith("$[0].a[0].a")).toBe(true)
+      // The first 32 levels of the path, then "...".
+      expect(error.path).toBe(`$${"[0].a".repeat(16)}...`)
       expect((yield* Effect.flip(Wire.checkJson(nested(4), { maxDepth: 3 }))).path).toBe("$.a[0].a")
       expect(yield* Wire.checkJson(nested(3), { maxDepth: 3 })).toEqual(nested(3))
       for (const scalar of [1, "x", null, true]) expect(yield* Wire.checkJson(scalar, { maxDepth: 0 })).toBe(scalar)

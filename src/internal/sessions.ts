@@ -1,25 +1,12 @@
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
-import {
-  Cause,
-  Clock,
-  Config,
-  Duration,
-  Effect,
-  Either,
-  Exit,
-  Fiber,
-  FiberSet,
-  Option,
-  ParseResult,
-  Schema,
-  Scope
-} from "effect"
+import { Cause, Clock, Config, Duration, Effect, Either, Exit, Fiber, FiberSet, Option, Schema, Scope } from "effect"
 import * as crypto from "node:crypto"
 import type * as Session from "../Session.js"
 import { Current } from "../Session.js"
 import * as Wire from "../Wire.js"
 import { SessionGone, SessionNotFound, Unauthorized, WireDecodeError, WorkerUnavailable } from "../WorkerError.js"
+import { formatIssues } from "./issues.js"
 import { tokenEquals } from "./signature.js"
 import { pathIndex, pathKey } from "./wire.js"
 
@@ -202,7 +189,8 @@ const decodeBody =
   (body: unknown): Effect.Effect<A, WireDecodeError> => {
     const decoded = Schema.decodeUnknownEither(schema)(body)
     if (Either.isRight(decoded)) return Effect.succeed(decoded.right)
-    const issue = ParseResult.ArrayFormatter.formatErrorSync(decoded.left)[0]
+    // Bounded (issues.ts): the offending value is previewed, never written out (it may be megabytes, or deep).
+    const issue = formatIssues(decoded.left, { maxIssues: 1 })[0]
     const path = formatPath(issue?.path ?? [])
     return Effect.fail(
       new WireDecodeError({

@@ -106,6 +106,9 @@ export const forbiddenKey = "__proto__"
 export const forbiddenKeyMessage = (path: string): string =>
   `the key "${forbiddenKey}" is not accepted: JavaScript would make its value the object's prototype (at ${path})`
 
+/** Segments of a path that `checkJson` reports before cutting it short. */
+const maxPathSegments = 32
+
 interface Level {
   readonly container: object
   /** The keys of an object; undefined for an array. */
@@ -127,10 +130,12 @@ export const checkJsonSync = (
 ): WireDecodeError | undefined => {
   if (typeof json !== "object" || json === null) return undefined
   const levels: Array<Level> = []
-  // The path to the child being visited at level `depth - 1`, built only when something is at fault.
+  // The path to the child being visited at level `depth - 1`, built only when something is at fault; past
+  // `maxPathSegments` levels it ends in "..." (a path a thousand levels long says no more than its start).
   const pathTo = (depth: number): string => {
     let path = root
     for (let i = 0; i < depth; i++) {
+      if (i === maxPathSegments) return `${path}...`
       const level = levels[i]!
       const at = level.next - 1
       path = level.keys === undefined ? pathIndex(path, at) : pathKey(path, level.keys[at]!)
