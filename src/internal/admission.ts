@@ -14,58 +14,64 @@ interface Ticket {
 /**
  * Time slicing of the event loop between calls. A synchronous handler blocks the loop for its whole duration, and
  * calls started back to back (a burst read in one poll, or queued calls released one after another) would keep Node
- * from reading any socket until all of them are done: `/health` waits, refusals wait. So calls start synchronously only
- * within a slice of {@link SLICE_MILLIS} from the first start of the current event-loop turn; past it, each further
- * start waits for a turn of its own (one per turn, in arrival order), and between turns Node polls its sockets.
- * Trivial calls fit by the thousand in a slice, so the fast path is unchanged; a 200 ms call delays `/health` by at
- * most its own duration.
+ * from reading any socket until all of them are done: `/health` waits, refusals wait. So each event-loop turn has a
+ * budget of {@link SLICE_MILLIS} of call time (measured from each call's start to its end, for the calls that end in
+ * the turn they started: synchronous work). Within it calls start at once; past it, further starts wait for the next
+ * turn, after Node has polled its sockets. Trivial calls fit by the thousand in a slice, so the fast path is unchanged;
+ * a 200 ms call delays `/health` by at most its own duration. Measuring the calls, not the clock, keeps a busy machine
+ * (the process descheduled between two calls) from being mistaken for a busy event loop.
  */
 export const SLICE_MILLIS = 10
 
 const turn = {
-  sliceStart: undefined as number | undefined,
-  scheduled: false,
-  pending: [] as Array<() => void>
+  /** Which turn this is: incremented at each boundary. */
+  id: 0,
+  /** Milliseconds of calls that started and ended in this turn. */
+  busy: 0,
+  /** A boundary is scheduled (a check-phase callback ends the turn). */
+  open: false,
+  /** Deferred starts, in arrival order; each returns whether it started a call (false: it was interrupted). */
+  pending: [] as Array<() => boolean>
 }
 
-const scheduleTurn = (): void => {
-  if (turn.scheduled) return
-  turn.scheduled = true
-  setImmediate(nextTurn)
+const openTurn = (): void => {
+  if (turn.open) return
+  turn.open = true
+  setImmediate(closeTurn)
 }
 
-// Runs at the end of the turn a slice was opened in (a check-phase callback). A deferred call starts on the turn after
-// (its own setImmediate, queued now, runs after the next poll for I/O), not in this one.
-const nextTurn = (): void => {
-  turn.scheduled = false
-  turn.sliceStart = undefined
-  if (turn.pending.length > 0) setImmediate(startDeferred)
+const closeTurn = (): void => {
+  turn.open = false
+  turn.busy = 0
+  turn.id++
+  // Deferred calls start on the next turn (their setImmediate, queued now, runs after Node polls for I/O).
+  if (turn.pending.length > 0) setImmediate(startPending)
 }
 
-const startDeferred = (): void => {
-  const next = turn.pending.shift()
-  if (next === undefined) return
-  turn.sliceStart = performance.now()
-  scheduleTurn()
-  next()
-}
-
-/** Whether a call may start now, in this turn's slice; it opens the slice if none is open. */
-const mayStartNow = (): boolean => {
-  const now = performance.now()
-  if (turn.sliceStart === undefined) {
-    turn.sliceStart = now
-    scheduleTurn()
-    return turn.pending.length === 0
+/** Start deferred calls, one at a time: the end of each (`finished`) starts the next while the budget lasts. */
+const startPending = (): void => {
+  while (turn.pending.length > 0 && turn.busy < SLICE_MILLIS) {
+    openTurn()
+    if (turn.pending.shift()!()) return
   }
-  return turn.pending.length === 0 && now - turn.sliceStart < SLICE_MILLIS
 }
 
-/** Start `f` on a later turn of its own, after those already waiting. */
-const deferToTurn = (f: () => void): void => {
-  turn.pending.push(f)
-  // A slice is open: its end starts the next deferred call. None is: start one on the next turn.
-  if (turn.sliceStart === undefined && turn.pending.length === 1) setImmediate(startDeferred)
+/** Whether a call may start now, within this turn's budget, with no deferred call ahead of it. */
+const mayStartNow = (): boolean => {
+  openTurn()
+  return turn.pending.length === 0 && turn.busy < SLICE_MILLIS
+}
+
+/** Count a call that ran from `startedAt` in turn `id`; start the next deferred one if the budget allows. */
+const finished = (id: number, startedAt: number): void => {
+  if (id === turn.id) turn.busy += performance.now() - startedAt
+  if (turn.pending.length > 0 && turn.busy < SLICE_MILLIS) startPending()
+}
+
+/** Start a call on a later turn, after the deferred calls already waiting. */
+const deferToTurn = (start: () => boolean): void => {
+  turn.pending.push(start)
+  openTurn()
 }
 
 /**
@@ -99,6 +105,24 @@ export class Admission {
   }
 
   /**
+   * Take a slot now, synchronously, when one is free, no call waits for one, and the turn's budget allows: the fast
+   * path of a transport, which then runs the call without any Effect around it. `release` it when the call ends.
+   * `undefined` means the call must go through {@link run}.
+   */
+  tryTake(): Slot | undefined {
+    if (this.running >= this.concurrency || this.queued > 0 || !mayStartNow()) return undefined
+    this.running++
+    return new Slot(this)
+  }
+
+  /** @internal */
+  released(slot: Slot): void {
+    finished(slot.startedIn, slot.startedAt)
+    this.running--
+    this.grantNext()
+  }
+
+  /**
    * Run `effect` in a slot: at once when one is free, else after the calls ahead of it. `onStart` runs when the call
    * starts. Interrupting a waiting call removes it from the queue; the slot is released however the call ends. Room
    * is the caller's to check first ({@link hasRoom}): this never refuses.
@@ -106,9 +130,16 @@ export class Admission {
   run<A, E, R>(effect: Effect.Effect<A, E, R>, onStart?: () => void): Effect.Effect<A, E, R> {
     return Effect.suspend(() => {
       const ticket: Ticket = { state: "waiting", resume: undefined }
-      const release = Effect.sync(() => this.done(ticket))
+      let startedAt = 0
+      let startedIn = -1
+      const release = Effect.sync(() => {
+        if (ticket.state === "running") finished(startedIn, startedAt)
+        this.done(ticket)
+      })
       const start = Effect.suspend(() => {
         ticket.state = "running"
+        startedAt = performance.now()
+        startedIn = turn.id
         onStart?.()
         return effect
       })
@@ -132,9 +163,11 @@ export class Admission {
     })
   }
 
-  private resumeGranted(ticket: Ticket): void {
+  private resumeGranted(ticket: Ticket): boolean {
     // Interrupted between the hand-off and now: `done` already gave the slot back.
-    if (ticket.state === "granted") ticket.resume?.(Effect.void)
+    if (ticket.state !== "granted" || ticket.resume === undefined) return false
+    ticket.resume(Effect.void)
+    return true
   }
 
   private done(ticket: Ticket): void {
@@ -165,6 +198,21 @@ export class Admission {
       this.waiters.splice(0, this.head)
       this.head = 0
     }
+  }
+}
+
+/** A slot taken synchronously by {@link Admission.tryTake}. */
+export class Slot {
+  readonly startedAt = performance.now()
+  readonly startedIn = turn.id
+  private done = false
+  constructor(private readonly admission: Admission) {}
+
+  /** Give the slot back (once; later calls do nothing). */
+  release(): void {
+    if (this.done) return
+    this.done = true
+    this.admission.released(this)
   }
 }
 

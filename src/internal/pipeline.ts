@@ -9,12 +9,13 @@
  * ended (its `Outcome`) is decided in one place, `finish`, which writes the response from the one error table
  * (respond.ts) and records the metrics and the engine report from the same value.
  */
-import { Cause, Effect, Either, Exit, FiberId, HashSet, Option } from "effect"
+import { Cause, Effect, Either, Exit, FiberId, HashSet, Option, ParseResult } from "effect"
 import type * as Http from "node:http"
 import * as EngineReport from "../EngineReport.js"
 import * as Wire from "../Wire.js"
 import type { Resolved } from "../WorkerConfig.js"
 import { CallFailed, PayloadTooLarge, RemoteNotFound, WireDecodeError, WireEncodeError } from "../WorkerError.js"
+import type { CallTimeout, RemoteFailure } from "../WorkerError.js"
 import type * as Authenticator from "./auth.js"
 import type * as Metrics from "./metrics.js"
 import { pythonClass } from "./python.js"
@@ -108,50 +109,71 @@ const afterBody = (call: Call, name: string, body: Buffer): void => {
   })
   if (Either.isLeft(bound)) return refuse(call, bound.left)
   // 8. The payload, by the remote's schema (synchronously unless the schema needs an async step).
-  const decoded = entry.decodeSync(bound.right)
-  if (decoded !== undefined && Either.isLeft(decoded)) return refuse(call, decoded.left)
-  const payload = decoded === undefined ? entry.decode(bound.right) : Effect.succeed(decoded.right)
-  // 9-11. Admit, run, encode: one fiber (none for a worker that is not serving).
   if (ctx.core.phase() !== "ready") return refuse(call, ctx.core.unavailable())
-  run(call, entry, payload)
+  const decoded = entry.decodeSync(bound.right)
+  if (decoded !== undefined) {
+    if (Either.isLeft(decoded)) return refuse(call, decoded.left)
+    return admitAndRun(call, entry, decoded.right)
+  }
+  const decoding = ctx.core.fork(entry.decode(bound.right))
+  decoding.addObserver((exit) => {
+    if (Exit.isSuccess(exit)) return admitAndRun(call, entry, exit.value)
+    const failure = Cause.failureOption(exit.cause)
+    if (Option.isSome(failure)) return refuse(call, failure.value)
+    finish(call, { _tag: "Defect", cause: exit.cause })
+  })
 }
 
-const run = (call: Call, entry: Entry, payload: Effect.Effect<unknown, ServeError>): void => {
+const admitAndRun = (call: Call, entry: Entry, payload: unknown): void => {
   const { ctx } = call
-  const program = Effect.flatMap(payload, (decoded): Effect.Effect<Answer, ServeError> => {
-    const admitted = ctx.core.admit(entry, decoded)
-    if (Either.isLeft(admitted)) {
-      if (admitted.left.reason === "queue-full") rejected(call, entry, decoded)
-      return Effect.fail(admitted.left)
-    }
-    call.admitted = true
-    opened(call, admitted.right.workload)
-    return ctx.core
-      .execute(entry, decoded, admitted.right, () => started(call))
-      .pipe(
-        Effect.flatMap((value) => encodeOk(entry, value)),
-        Effect.catchTag("RemoteFailure", (e) => encodeDeclared(entry, e.error))
-      )
-  })
-  const fiber = ctx.core.fork<Answer, ServeError>(program)
+  // 9. Admission: a slot now, a place in the queue, or a refusal (429 / 503).
+  const admitted = ctx.core.admit(entry, payload)
+  if (Either.isLeft(admitted)) {
+    if (admitted.left.reason === "queue-full") rejected(call, entry, payload)
+    return refuse(call, admitted.left)
+  }
+  call.admitted = true
+  opened(call, admitted.right.workload)
+  // 10. The handler, in a fiber with the entered contexts; a synchronous one has ended when `start` returns.
+  const fiber = ctx.core.start(entry, payload, admitted.right, () => started(call))
   const exit = fiber.unsafePoll()
-  if (exit !== null) return settle(call, exit)
-  // Still running: answer when it ends, and interrupt it if the client goes away first.
-  fiber.addObserver((exit) => settle(call, exit))
+  if (exit !== null) return settle(call, entry, exit)
+  fiber.addObserver((exit) => settle(call, entry, exit))
+  // The client going away interrupts the call (its finalizers run; the engine hears `Cancelled`).
   call.res.once("close", () => {
     if (!call.finished) fiber.unsafeInterruptAsFork(clientGone)
   })
 }
 
-const settle = (call: Call, exit: Exit.Exit<Answer, ServeError>): void => {
-  if (Exit.isSuccess(exit)) return finish(call, { _tag: "Answered", answer: exit.value })
+/** 11. Encode how the handler ended, then finish. */
+const settle = (call: Call, entry: Entry, exit: Exit.Exit<unknown, RemoteFailure | CallTimeout>): void => {
+  if (Exit.isSuccess(exit)) return answer(call, encodeOk(entry, exit.value))
   const failure = Cause.failureOption(exit.cause)
-  if (Option.isSome(failure)) return finish(call, { _tag: "Refused", error: failure.value, admitted: call.admitted })
+  if (Option.isSome(failure)) {
+    const e = failure.value
+    if (e._tag === "RemoteFailure") return answer(call, encodeDeclared(entry, e.error))
+    return finish(call, { _tag: "Refused", error: e, admitted: true })
+  }
   if (Cause.isInterruptedOnly(exit.cause)) {
     const byClient = HashSet.has(Cause.interruptors(exit.cause), clientGone)
     return finish(call, byClient ? { _tag: "Cancelled" } : { _tag: "Interrupted" })
   }
   finish(call, { _tag: "Defect", cause: exit.cause })
+}
+
+/** Finish with an encoded answer, or with why it could not be encoded. */
+const answer = (call: Call, encoded: Encoded): void => {
+  if (encoded._tag === "Done") return finish(call, { _tag: "Answered", answer: encoded.answer })
+  if (encoded._tag === "Failed") {
+    logError(call.ctx, encoded.log, encoded.cause)
+    return finish(call, { _tag: "Refused", error: encoded.error, admitted: true })
+  }
+  // A Schema with an async step: encode in a fiber of its own.
+  const fiber = call.ctx.core.fork(encoded.effect)
+  fiber.addObserver((exit) => {
+    if (Exit.isSuccess(exit)) return answer(call, exit.value)
+    finish(call, { _tag: "Defect", cause: exit.cause })
+  })
 }
 
 const refuse = (call: Call, error: ServeError): void => finish(call, { _tag: "Refused", error, admitted: false })
@@ -273,28 +295,46 @@ const workloadOf = (entry: Entry, payload: unknown): number => {
 // encoding
 // ---------------------------------------------------------------------------
 
-const unencodable = (entry: Entry, detail: string, cause: unknown) =>
-  Effect.gen(function* () {
-    const id = failureId()
-    yield* Effect.logError(`Remote "${entry.remote.name}" returned a value that cannot be sent [id ${id}]`, cause)
-    return yield* new CallFailed({ remote: entry.remote.name, reason: "encode", detail, id })
-  })
+/** An answer encoded: done, failed (`CallFailed` `encode`, logged with an id), or needing an async Schema step. */
+type Encoded =
+  | { readonly _tag: "Done"; readonly answer: Answer }
+  | { readonly _tag: "Failed"; readonly error: CallFailed; readonly log: string; readonly cause: unknown }
+  | { readonly _tag: "Async"; readonly effect: Effect.Effect<Encoded> }
+
+const unencodable = (entry: Entry, detail: string, cause: unknown): Encoded => {
+  const id = failureId()
+  return {
+    _tag: "Failed",
+    error: new CallFailed({ remote: entry.remote.name, reason: "encode", detail, id }),
+    log: `Remote "${entry.remote.name}" returned a value that cannot be sent [id ${id}]`,
+    cause
+  }
+}
+
+/** Run a synchronous Schema step, or hand `then` the async form's result. */
+const bySchema = (
+  sync: Either.Either<unknown, ParseResult.ParseError> | undefined,
+  async: () => Effect.Effect<unknown, ParseResult.ParseError>,
+  then: (result: Either.Either<unknown, ParseResult.ParseError>) => Encoded
+): Encoded => (sync !== undefined ? then(sync) : { _tag: "Async", effect: Effect.map(Effect.either(async()), then) })
 
 /** The success body: the value by the remote's success schema, then in the wire's value encoding. */
-const encodeOk = (entry: Entry, value: unknown): Effect.Effect<Answer, CallFailed> =>
-  entry.encodeSuccess(value).pipe(
-    Effect.catchAll((e) => unencodable(entry, "the result does not match the remote's success schema", e)),
-    Effect.flatMap((encoded) => {
+const encodeOk = (entry: Entry, value: unknown): Encoded =>
+  bySchema(
+    entry.encodeSuccessSync(value),
+    () => entry.encodeSuccess(value),
+    (encoded) => {
+      if (Either.isLeft(encoded)) {
+        return unencodable(entry, "the result does not match the remote's success schema", encoded.left)
+      }
       try {
-        return Effect.succeed({
-          outcome: "ok",
-          body: JSON.stringify({ result: { ok: wire.encodeValueUnsafe(encoded) } })
-        })
+        const body = JSON.stringify({ result: { ok: wire.encodeValueUnsafe(encoded.right) } })
+        return { _tag: "Done", answer: { outcome: "ok", body } }
       } catch (e) {
         if (e instanceof WireEncodeError) return unencodable(entry, e.message, e)
         throw e
       }
-    })
+    }
   )
 
 /**
@@ -302,10 +342,15 @@ const encodeOk = (entry: Entry, value: unknown): Effect.Effect<Answer, CallFaile
  * exception (see Wire.encodeError) with the fields the `error` schema encodes and its message (a schema encode drops
  * it: it is a getter).
  */
-const encodeDeclared = (entry: Entry, error: unknown): Effect.Effect<Answer, CallFailed> =>
-  entry.encodeError(error).pipe(
-    Effect.catchAll((e) => unencodable(entry, "the error does not match the remote's error schema", e)),
-    Effect.flatMap((encoded) => {
+const encodeDeclared = (entry: Entry, error: unknown): Encoded =>
+  bySchema(
+    entry.encodeErrorSync(error),
+    () => entry.encodeError(error),
+    (result) => {
+      if (Either.isLeft(result)) {
+        return unencodable(entry, "the error does not match the remote's error schema", result.left)
+      }
+      const encoded = result.right
       const message = (error as { message?: unknown } | null)?.message
       const value =
         encoded instanceof Error
@@ -314,16 +359,16 @@ const encodeDeclared = (entry: Entry, error: unknown): Effect.Effect<Answer, Cal
             ? { ...encoded, ...(typeof message === "string" && !Object.hasOwn(encoded, "message") ? { message } : {}) }
             : { _tag: "Error", message: typeof message === "string" ? message : String(encoded) }
       try {
-        return Effect.succeed({
-          outcome: "error",
-          // The Python class from the error itself: its Schema class's annotation is lost in the encoded form.
-          body: JSON.stringify({ result: { err: wire.encodeErrorUnsafe(value, { pythonClass: pythonClass(error) }) } })
+        // The Python class from the error itself: its Schema class's annotation is lost in the encoded form.
+        const body = JSON.stringify({
+          result: { err: wire.encodeErrorUnsafe(value, { pythonClass: pythonClass(error) }) }
         })
+        return { _tag: "Done", answer: { outcome: "error", body } }
       } catch (e) {
         if (e instanceof WireEncodeError) return unencodable(entry, e.message, e)
         throw e
       }
-    })
+    }
   )
 
 // ---------------------------------------------------------------------------
@@ -393,7 +438,8 @@ const parseJson = (body: Buffer): Either.Either<unknown, WireDecodeError> => {
 /** Write a decided response, unless the socket is gone. */
 export const write = (res: Http.ServerResponse, response: Response): void => {
   if (res.headersSent || res.destroyed) return
-  res.writeHead(response.status, response.headers)
+  // With its length, the response goes out in one write (without it, Node frames it as chunks: several writes).
+  res.writeHead(response.status, { ...response.headers, "content-length": Buffer.byteLength(response.body) })
   res.end(response.body)
 }
 

@@ -105,6 +105,9 @@ export interface Entry {
   readonly decode: (u: unknown) => Effect.Effect<unknown, PayloadInvalid>
   readonly encodeSuccess: (u: unknown) => Effect.Effect<unknown, ParseResult.ParseError>
   readonly encodeError: (u: unknown) => Effect.Effect<unknown, ParseResult.ParseError>
+  /** The encoders, synchronously; `undefined` when the Schema needs an async step (use the Effect form then). */
+  readonly encodeSuccessSync: (u: unknown) => Either.Either<unknown, ParseResult.ParseError> | undefined
+  readonly encodeErrorSync: (u: unknown) => Either.Either<unknown, ParseResult.ParseError> | undefined
 }
 
 /** A call admitted by {@link Core.admit}: its workload is pending until `execute` ends. */
@@ -133,6 +136,16 @@ export interface Core<Provides, Remotes extends Remote.Any> extends Worker<Provi
     admitted: Admitted,
     onStart?: () => void
   ) => Effect.Effect<unknown, RemoteFailure | CallTimeout>
+  /**
+   * `execute` as a fiber, for a transport that answers from the fiber's exit: on the uncontended path the handler is
+   * forked as it is (its slot taken synchronously, released by the fiber's observer), with no Effect around it.
+   */
+  readonly start: (
+    entry: Entry,
+    payload: unknown,
+    admitted: Admitted,
+    onStart?: () => void
+  ) => Fiber.RuntimeFiber<unknown, RemoteFailure | CallTimeout>
   /** Fork an effect with the entered contexts, tracked so shutdown can interrupt it after the drain timeout. */
   readonly fork: <A, E>(effect: Effect.Effect<A, E, any>) => Fiber.RuntimeFiber<A, E>
   /** Count one call in the metrics. */
@@ -173,6 +186,16 @@ const syncDecoder = (remote: Remote.Any) => {
       return hasForbidden(r.left) ? undefined : Either.left(invalid(new ParseResult.ParseError({ issue: r.left })))
     },
     decode: (u: unknown) => Effect.mapError(async(u), invalid)
+  }
+}
+
+/** A Schema's synchronous encoder, `undefined` from it when the Schema needs an async step. */
+const syncEncoder = (schema: Schema.Schema.All) => {
+  const encode = ParseResult.encodeUnknownEither(schema as Schema.Schema<unknown, unknown, never>)
+  return (u: unknown): Either.Either<unknown, ParseResult.ParseError> | undefined => {
+    const r = encode(u)
+    if (Either.isRight(r)) return Either.right(r.right)
+    return hasForbidden(r.left) ? undefined : Either.left(new ParseResult.ParseError({ issue: r.left }))
   }
 }
 
@@ -301,7 +324,9 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
         timeout: timeout === undefined ? undefined : Duration.decode(timeout),
         ...syncDecoder(remote),
         encodeSuccess: Schema.encodeUnknown(remote.success as Schema.Schema<unknown, unknown, never>),
-        encodeError: Schema.encodeUnknown(remote.error as Schema.Schema<unknown, unknown, never>)
+        encodeError: Schema.encodeUnknown(remote.error as Schema.Schema<unknown, unknown, never>),
+        encodeSuccessSync: syncEncoder(remote.success),
+        encodeErrorSync: syncEncoder(remote.error)
       })
     }
     const knownRemotes = [...entries.keys()]
@@ -338,29 +363,51 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
       return Either.right({ workload })
     }
 
+    /** The handler of one call: its declared error wrapped first, so nothing the worker adds is mistaken for it. */
+    const handlerOf = (entry: Entry, payload: unknown): Effect.Effect<unknown, RemoteFailure | CallTimeout> => {
+      const name = entry.remote.name
+      const handler = Effect.mapError(
+        entry.remote.handler(payload) as Effect.Effect<unknown, unknown>,
+        (error) => new RemoteFailure({ remote: name, error, encoded: undefined })
+      )
+      const timeout = entry.timeout
+      if (timeout === undefined) return handler
+      return Effect.timeoutFail(handler, {
+        duration: timeout,
+        onTimeout: () => new CallTimeout({ remote: name, timeoutMillis: Duration.toMillis(timeout) })
+      })
+    }
+
     const execute = (
       entry: Entry,
       payload: unknown,
       admitted: Admitted,
       onStart?: () => void
-    ): Effect.Effect<unknown, RemoteFailure | CallTimeout> => {
-      const name = entry.remote.name
-      // The declared error is wrapped first, so nothing the worker adds (a timeout) can be mistaken for it.
-      let handler: Effect.Effect<unknown, RemoteFailure | CallTimeout> = Effect.mapError(
-        entry.remote.handler(payload) as Effect.Effect<unknown, unknown>,
-        (error) => new RemoteFailure({ remote: name, error, encoded: undefined })
-      )
-      const timeout = entry.timeout
-      if (timeout !== undefined) {
-        handler = Effect.timeoutFail(handler, {
-          duration: timeout,
-          onTimeout: () => new CallTimeout({ remote: name, timeoutMillis: Duration.toMillis(timeout) })
-        })
-      }
-      return Effect.ensuring(
-        entry.admission.run(handler, onStart),
+    ): Effect.Effect<unknown, RemoteFailure | CallTimeout> =>
+      Effect.ensuring(
+        entry.admission.run(handlerOf(entry, payload), onStart),
         Effect.sync(() => load.remove(admitted.workload))
       )
+
+    const startCall = (
+      entry: Entry,
+      payload: unknown,
+      admitted: Admitted,
+      onStart?: () => void
+    ): Fiber.RuntimeFiber<unknown, RemoteFailure | CallTimeout> => {
+      const slot = entry.admission.tryTake()
+      if (slot === undefined) {
+        const fiber = fork(entry.admission.run(handlerOf(entry, payload), onStart))
+        fiber.addObserver(() => load.remove(admitted.workload))
+        return fiber
+      }
+      onStart?.()
+      const fiber = fork(handlerOf(entry, payload))
+      fiber.addObserver(() => {
+        slot.release()
+        load.remove(admitted.workload)
+      })
+      return fiber
     }
 
     const fork = <A, E>(effect: Effect.Effect<A, E, any>): Fiber.RuntimeFiber<A, E> => {
@@ -647,6 +694,7 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
       knownRemotes,
       admit,
       execute,
+      start: startCall,
       fork,
       record: (name, outcome, seconds) => {
         if (name === undefined) recorder.unknownRemote++
