@@ -378,7 +378,57 @@ const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
  *
  * @since 0.2.0
  */
-export const decodeEnvelopeEither = (body: unknown): Either.Either<Envelope, WireDecodeError> =>
+export const decodeEnvelopeEither = (body: unknown): Either.Either<Envelope, WireDecodeError> => {
+  const fast = envelopeFastPath(body)
+  return fast !== undefined ? Either.right(fast) : decodeEnvelopeBySchema(body)
+}
+
+const isPlainRecord = (u: unknown): u is Record<string, unknown> =>
+  typeof u === "object" &&
+  u !== null &&
+  !Array.isArray(u) &&
+  [Object.prototype, null].includes(Object.getPrototypeOf(u))
+
+const decodeAuthData = Schema.decodeUnknownEither(AuthData)
+
+/**
+ * The envelope of a typical call, checked by hand: `payload` with an `args` array and a `kwargs` object, `auth_data`
+ * through its Schema, a string `session_id`, nothing null. What it does not recognise (or what fails) goes to the
+ * Schema, which names the problem; what it accepts, the Schema accepts the same way (the Schema decode of the whole
+ * envelope was a tenth of a trivial call's time).
+ */
+const envelopeFastPath = (body: unknown): Envelope | undefined => {
+  if (!isPlainRecord(body)) return undefined
+  const payload = body["payload"]
+  const session = body["session_id"]
+  const auth = body["auth_data"]
+  if (session !== undefined && typeof session !== "string") return undefined
+  let decodedPayload: Payload | undefined
+  if (payload !== undefined) {
+    if (!isPlainRecord(payload)) return undefined
+    const args = payload["args"]
+    const kwargs = payload["kwargs"]
+    if (args !== undefined && !Array.isArray(args)) return undefined
+    if (kwargs !== undefined && !isPlainRecord(kwargs)) return undefined
+    decodedPayload = {
+      ...(args === undefined ? {} : { args: args as ReadonlyArray<unknown> }),
+      ...(kwargs === undefined ? {} : { kwargs })
+    }
+  }
+  let decodedAuth: AuthData | undefined
+  if (auth !== undefined) {
+    const r = decodeAuthData(auth)
+    if (Either.isLeft(r)) return undefined
+    decodedAuth = r.right
+  }
+  return {
+    ...(decodedPayload === undefined ? {} : { payload: decodedPayload }),
+    ...(decodedAuth === undefined ? {} : { auth_data: decodedAuth }),
+    ...(session === undefined ? {} : { session_id: session })
+  }
+}
+
+const decodeEnvelopeBySchema = (body: unknown): Either.Either<Envelope, WireDecodeError> =>
   Either.mapLeft(decodeEnvelopeSchema(body), (error) => {
     // Bounded: the offending value is previewed, not written out (it may be megabytes, or deeply nested), and the
     // message and path are cut (internal/issues.ts).
