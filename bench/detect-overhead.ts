@@ -173,7 +173,10 @@ const stepsOf = () => {
   )
   const text = step("server", "utf8 decode the body", "parseJson: body.toString('utf8')", () => body.toString("utf8"))
   const json = step("server", "JSON.parse", "parseJson: JSON.parse", () => JSON.parse(text) as unknown)
-  step("server", "depth check", "wire.checkDepth", () => right(wire.checkDepth(json, wire.defaultMaxDepth)))
+  step("server", "depth and key check", "wire.checkJsonSync", () => {
+    const unfit = wire.checkJsonSync(json, wire.defaultMaxJsonDepth)
+    if (unfit !== undefined) throw unfit
+  })
   const envelope = step("server", "envelope schema", "Wire.decodeEnvelopeEither", () =>
     right(Wire.decodeEnvelopeEither(json))
   )
