@@ -19,23 +19,11 @@
  *
  * @since 0.1.0
  */
-import {
-  Cause,
-  Chunk,
-  Context,
-  Effect,
-  Exit,
-  Fiber,
-  Layer,
-  ManagedRuntime,
-  Option,
-  Schema,
-  Scope,
-  Stream
-} from "effect"
+import { Cause, Context, Effect, Exit, Layer, ManagedRuntime, Schema, Scope, Stream } from "effect"
 import * as Deployment from "./Deployment.js"
 import * as Remote from "./Remote.js"
 import * as Worker from "./Worker.js"
+import * as iterable from "./internal/asyncIterable.js"
 import { activeRegistries } from "./internal/registry.js"
 import * as WorkerContext from "./WorkerContext.js"
 import { ContextNotFound, DeploymentInvalid, RemoteFailure, WorkerUnavailable } from "./WorkerError.js"
@@ -87,6 +75,21 @@ export interface RemoteFunction<P, R> {
   readonly remote: Remote.Any
 }
 
+/** A registered stream remote (an `async function*`): call it for an `AsyncIterable` of its values, run in process. */
+export interface StreamFunction<P, Y> {
+  (payload: P): AsyncIterable<Y>
+  readonly remote: Remote.AnyStream
+}
+
+const isAsyncGeneratorFunction = (f: unknown): boolean =>
+  Object.prototype.toString.call(f) === "[object AsyncGeneratorFunction]"
+
+const isStream = (u: unknown): u is Stream.Stream<unknown, unknown> =>
+  typeof u === "object" && u !== null && Stream.StreamTypeId in u
+
+const isAsyncIterable = (u: unknown): boolean =>
+  typeof u === "object" && u !== null && typeof (u as Record<symbol, unknown>)[Symbol.asyncIterator] === "function"
+
 interface Entry {
   readonly instance: ContextInstance
   readonly value: unknown
@@ -112,7 +115,7 @@ export class App {
     ContextClass,
     { readonly tag: Context.Tag<any, Entry>; readonly layer: Layer.Layer<any, any, never> }
   >()
-  private readonly remotes: Array<Remote.Any> = []
+  private readonly remotes: Array<Remote.Definition> = []
   private built: Deployment.Deployment | undefined
   private readonly runtime = ManagedRuntime.make(Layer.empty)
   private running: { readonly worker: Worker.Worker; readonly scope: Scope.CloseableScope } | undefined
@@ -196,41 +199,77 @@ export class App {
   /**
    * Register a remote function. Its payload is one object (the reference's keyword arguments). What it throws reaches
    * the caller as its error (`{"err": ...}` on the wire). Call the result to run it on the started app.
+   *
+   * An `async function*` registers a stream remote: each value it yields is sent as it comes (over HTTP, one NDJSON
+   * line), and calling the result gives an `AsyncIterable`. Leaving the caller's loop early (or a client that
+   * disconnects) calls the generator's `return()`, so its `finally` blocks run.
+   *
+   * @example
+   * ```ts
+   * export const count = app.remote({ name: "count" }, async function* ({ to }: { to: number }) {
+   *   for (let i = 1; i <= to; i++) yield i
+   * })
+   * for await (const n of count({ to: 3 })) console.log(n)
+   * ```
    */
+  remote<P extends object, Y>(
+    options: RemoteOptions<NoInfer<P>>,
+    fn: (payload: P) => AsyncGenerator<Y, unknown, undefined>
+  ): StreamFunction<P, Y>
   remote<P extends object, R>(
     options: RemoteOptions<NoInfer<P>>,
     fn: (payload: P) => R | Promise<R>
-  ): RemoteFunction<P, Awaited<R>> {
+  ): RemoteFunction<P, Awaited<R>>
+  remote(
+    options: RemoteOptions<any>,
+    fn: (payload: any) => unknown
+  ): RemoteFunction<any, unknown> | StreamFunction<any, unknown> {
     this.assertOpen("remote")
     const name = options.name
     const hasBenchmark = options.benchmarkDataset !== undefined || options.benchmarkGenerator !== undefined
     const generator = options.benchmarkGenerator
-    const remote = Remote.make(
-      name,
-      {
-        // Without a schema the payload is any object of keyword arguments (a struct with no fields and a string index).
-        payload:
-          options.payload ??
-          (Schema.Struct(
-            {},
-            Schema.Record({ key: Schema.String, value: Schema.Unknown })
-          ) as unknown as Schema.Struct<any>),
-        success: Schema.Unknown,
-        error: Schema.Unknown,
-        concurrency: options.concurrency,
-        maxQueue: options.maxQueue,
-        benchmark: hasBenchmark
-          ? {
-              dataset: options.benchmarkDataset as ReadonlyArray<any> | undefined,
-              generator: generator === undefined ? undefined : () => Effect.promise(async () => generator() as any),
-              runs: options.benchmarkRuns
-            }
-          : undefined
-      },
-      (payload) => Effect.tryPromise({ try: async () => fn(payload as P), catch: (error) => error })
+    const shared = {
+      // Without a schema the payload is any object of keyword arguments (a struct with no fields and a string index).
+      payload:
+        options.payload ??
+        (Schema.Struct(
+          {},
+          Schema.Record({ key: Schema.String, value: Schema.Unknown })
+        ) as unknown as Schema.Struct<any>),
+      error: Schema.Unknown,
+      concurrency: options.concurrency,
+      maxQueue: options.maxQueue,
+      benchmark: hasBenchmark
+        ? {
+            dataset: options.benchmarkDataset as ReadonlyArray<any> | undefined,
+            generator: generator === undefined ? undefined : () => Effect.promise(async () => generator() as any),
+            runs: options.benchmarkRuns
+          }
+        : undefined
+    }
+    if (isAsyncGeneratorFunction(fn)) {
+      const remote = Remote.stream(name, { ...shared, element: Schema.Unknown }, (payload) =>
+        // The generator starts when the stream runs; closing the stream calls its `return()`.
+        Stream.fromAsyncIterable(
+          { [Symbol.asyncIterator]: () => (fn(payload) as AsyncGenerator<unknown>)[Symbol.asyncIterator]() },
+          (error) => error
+        )
+      )
+      this.remotes.push(remote)
+      const call = (payload: unknown) =>
+        iterable.make(Stream.unwrap(Effect.suspend(() => this.invokeEffect(name, payload))) as Stream.Stream<unknown>)
+      return Object.assign(call, { remote })
+    }
+    const remote = Remote.make(name, { ...shared, success: Schema.Unknown }, (payload) =>
+      Effect.tryPromise({ try: async () => fn(payload), catch: (error) => error }).pipe(
+        Effect.filterOrDieMessage(
+          (result) => !isAsyncIterable(result),
+          `Remote "${name}" returned an async iterable: register an \`async function*\` to stream its values`
+        )
+      )
     )
     this.remotes.push(remote)
-    const call = (payload: P) => this.invoke(name, payload) as Promise<Awaited<R>>
+    const call = (payload: unknown) => this.invoke(name, payload)
     return Object.assign(call, { remote })
   }
 
@@ -337,13 +376,21 @@ export class App {
     }
   }
 
-  /** Call a remote by name with a payload object, on the started app. */
+  /**
+   * Call a remote by name with a payload object, on the started app. A stream remote's call resolves to an
+   * `AsyncIterable` of its values (the call runs as it is iterated).
+   */
   async invoke(name: string, payload: unknown): Promise<unknown> {
-    if (this.running === undefined)
-      throw new WorkerUnavailable({ reason: "stopped", detail: `app "${this.name}" is not started` })
-    const exit = await this.runtime.runPromiseExit(this.running.worker.invoke(name, payload))
+    const exit = await this.runtime.runPromiseExit(this.invokeEffect(name, payload))
     if (Exit.isFailure(exit)) throw squash(exit.cause)
-    return exit.value
+    return isStream(exit.value) ? iterable.make(exit.value) : exit.value
+  }
+
+  private invokeEffect(name: string, payload: unknown): Effect.Effect<any, unknown> {
+    if (this.running === undefined) {
+      return Effect.fail(new WorkerUnavailable({ reason: "stopped", detail: `app "${this.name}" is not started` }))
+    }
+    return this.running.worker.invoke(name, payload)
   }
 
   /** The start-up report (context timings and states, benchmark). */
@@ -390,71 +437,8 @@ export class App {
  *
  * @example
  * ```ts
+ * const client = yield* WorkerClient.make(app, { url }) // the Effect client: a stream remote gives a Stream
  * for await (const token of App.asyncIterable(client.generate({ prompt: "Hi" }))) process.stdout.write(token)
  * ```
  */
-export const asyncIterable = <A, E>(stream: Stream.Stream<A, E>): AsyncIterable<A> => ({
-  [Symbol.asyncIterator]: (): AsyncIterator<A> => new StreamIterator(stream)
-})
-
-class StreamIterator<A, E> implements AsyncIterator<A> {
-  private readonly scope = Effect.runSync(Scope.make())
-  private pull: Effect.Effect<Chunk.Chunk<A>, Option.Option<E>> | undefined
-  private pulling: Fiber.RuntimeFiber<Chunk.Chunk<A>, Option.Option<E>> | undefined
-  private buffer: ReadonlyArray<A> = []
-  private index = 0
-  private done = false
-  // Calls are served one after the other, even when a caller does not await each `next()` before the next.
-  private last: Promise<unknown> = Promise.resolve()
-
-  constructor(private readonly stream: Stream.Stream<A, E>) {}
-
-  next(): Promise<IteratorResult<A>> {
-    return this.serial(() => this.advance())
-  }
-
-  return(): Promise<IteratorResult<A>> {
-    // Not serialised behind a pending `next()`: that one's pull is interrupted, and it reports the end.
-    this.done = true
-    this.buffer = []
-    const pulling = this.pulling
-    return Effect.runPromise(
-      Effect.zipRight(
-        pulling === undefined ? Effect.void : Fiber.interrupt(pulling),
-        Scope.close(this.scope, Exit.void)
-      )
-    ).then(() => ({ done: true, value: undefined }))
-  }
-
-  private serial<T>(f: () => Promise<T>): Promise<T> {
-    const run = this.last.then(f, f)
-    this.last = run.catch(() => undefined)
-    return run
-  }
-
-  private async advance(): Promise<IteratorResult<A>> {
-    for (;;) {
-      if (this.index < this.buffer.length) return { done: false, value: this.buffer[this.index++]! }
-      if (this.done) return { done: true, value: undefined }
-      this.pull ??= await Effect.runPromise(Scope.extend(Stream.toPull(this.stream), this.scope))
-      if (this.done) return { done: true, value: undefined }
-      const fiber = Effect.runFork(this.pull)
-      this.pulling = fiber
-      const exit = await Effect.runPromise(Fiber.await(fiber))
-      this.pulling = undefined
-      if (this.done) return { done: true, value: undefined }
-      if (Exit.isSuccess(exit)) {
-        this.buffer = Chunk.toReadonlyArray(exit.value)
-        this.index = 0
-        continue
-      }
-      this.done = true
-      const failure = Cause.flipCauseOption(exit.cause)
-      await Effect.runPromise(
-        Scope.close(this.scope, Option.isNone(failure) ? Exit.void : Exit.failCause(failure.value))
-      )
-      if (Option.isNone(failure)) return { done: true, value: undefined }
-      throw squash(failure.value)
-    }
-  }
-}
+export const asyncIterable: <A, E>(stream: Stream.Stream<A, E>) => AsyncIterable<A> = iterable.make

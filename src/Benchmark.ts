@@ -84,6 +84,16 @@ const failed = (remote: BenchmarkRemote) => (cause: Cause.Cause<unknown>) =>
   Effect.fail(new BenchmarkFailed({ remote: remote.name, detail: describe(Cause.squash(cause)) }))
 
 /**
+ * Calls in flight per round when the benchmark does not say: the remote's `concurrency`; for a batched remote with a
+ * fixed size, enough calls to fill every batch (`maxSize` x `concurrency`), or it would measure half-empty batches.
+ */
+export const defaultConcurrency = (remote: BenchmarkRemote): number => {
+  const batch = remote.kind === "unary" ? remote.batch : undefined
+  const perSlot = batch === undefined || batch.maxSize === "auto" ? 1 : batch.maxSize
+  return Math.max(remote.concurrency, 1) * perSlot
+}
+
+/**
  * Run a remote's benchmark through `call` (the worker's own call path, so concurrency limits apply as in serving).
  */
 export const run = <E, R>(
@@ -93,7 +103,7 @@ export const run = <E, R>(
   Effect.gen(function* () {
     const options = yield* declared(remote)
     const runs = options.runs ?? DEFAULT_RUNS
-    const concurrency = options.concurrency ?? Math.max(remote.concurrency, 1)
+    const concurrency = options.concurrency ?? defaultConcurrency(remote)
     const warmup = options.warmup ?? 1
     const input = makeInput(remote, options)
     const workloadOf = (p: unknown) => options.workload?.(p) ?? DEFAULT_WORKLOAD

@@ -10,8 +10,12 @@ import { DeploymentInvalid } from "./WorkerError.js"
 
 const TypeId: unique symbol = Symbol.for("effect-deployments/Deployment")
 
-/** A deployment: its contexts wired into one layer, and its remotes by name. */
-export interface Deployment<in out Provides = any, out E = any, out Remotes extends Remote.Any = Remote.Any> {
+/** A deployment: its contexts wired into one layer, and its remotes (plain, batched or stream) by name. */
+export interface Deployment<
+  in out Provides = any,
+  out E = any,
+  out Remotes extends Remote.Definition = Remote.Definition
+> {
   readonly [TypeId]: typeof TypeId
   readonly name: string
   /** Every context, wired by `dependsOn`, merged with `Layer.mergeAll` (independent ones enter in parallel). */
@@ -38,7 +42,7 @@ export const isDeployment = (u: unknown): u is Deployment => typeof u === "objec
 /** Options of {@link make}. */
 export interface Options<
   Contexts extends ReadonlyArray<Layer.Layer<any, any, any>>,
-  Remotes extends ReadonlyArray<Remote.Any>
+  Remotes extends ReadonlyArray<Remote.Definition>
 > {
   readonly contexts: Contexts
   readonly remotes: Remotes
@@ -60,7 +64,7 @@ const invalid = (reason: DeploymentInvalid["reason"], names: ReadonlyArray<strin
  */
 export const make = <
   const Contexts extends ReadonlyArray<Layer.Layer<any, any, any>>,
-  const Remotes extends ReadonlyArray<Remote.Any>
+  const Remotes extends ReadonlyArray<Remote.Definition>
 >(
   name: string,
   options: Options<Contexts, Remotes> &
@@ -99,7 +103,9 @@ export const make = <
   }
   const benchmarkRemote = benchmarked[0]!
   checkBenchmark(name, benchmarkRemote)
-  const unmeasured = options.remotes.filter((r) => r.batch?.maxSize === "auto" && r !== benchmarkRemote)
+  const unmeasured = options.remotes.filter(
+    (r) => r.kind === "unary" && r.batch?.maxSize === "auto" && r !== benchmarkRemote
+  )
   if (unmeasured.length > 0) {
     const names = unmeasured.map((r) => r.name)
     throw invalid(
@@ -121,7 +127,7 @@ export const make = <
   }
 }
 
-const checkBenchmark = (name: string, remote: Remote.Any): void => {
+const checkBenchmark = (name: string, remote: Remote.Definition): void => {
   const b = remote.benchmark!
   if (b.dataset === undefined && b.generator === undefined) {
     throw invalid(

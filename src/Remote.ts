@@ -15,6 +15,7 @@ import * as Batcher from "./internal/batcher.js"
 const TypeId: unique symbol = Symbol.for("effect-deployments/Remote")
 const StreamTypeId: unique symbol = Symbol.for("effect-deployments/Remote/Stream")
 const SpecTypeId: unique symbol = Symbol.for("effect-deployments/Remote/Spec")
+const StreamSpecTypeId: unique symbol = Symbol.for("effect-deployments/Remote/StreamSpec")
 
 /**
  * What a caller needs to know of a remote: its name and Schemas, without its handler, its contexts or their
@@ -66,7 +67,10 @@ export interface BenchmarkOptions<P, I> {
   readonly runs?: number | undefined
   /** Untimed calls before the rounds (the first inference is often several times slower). Default 1. */
   readonly warmup?: number | undefined
-  /** Calls in flight per round. Default: the remote's `concurrency`. */
+  /**
+   * Calls in flight per round. Default: the remote's `concurrency`; for a batched remote of a fixed size, `maxSize` x
+   * `concurrency` (enough to fill every batch).
+   */
   readonly concurrency?: number | undefined
   /**
    * Work units of one call (the engine's load unit). Default 100, as the reference. For a stream remote the unit is
@@ -423,6 +427,45 @@ export const isRemote = (u: unknown): u is Any => typeof u === "object" && u !==
 // ---------------------------------------------------------------------------
 
 /**
+ * What a caller needs to know of a stream remote: its name and Schemas, without its handler. {@link defineStream} it in
+ * a module both the worker and its clients import, then {@link implementStream} it. A stream remote is one too.
+ */
+export interface StreamSpec<
+  out Name extends string,
+  in out Payload extends Schema.Struct<any>,
+  in out Element extends Schema.Schema.Any,
+  in out Error extends Schema.Schema.All
+> {
+  readonly [StreamSpecTypeId]: typeof StreamSpecTypeId
+  /** Tells a stream remote from a plain one. */
+  readonly kind: "stream"
+  readonly name: Name
+  readonly payload: Payload
+  /** The Schema of each element. */
+  readonly element: Element
+  readonly error: Error
+  /** The payload's field names in declaration order: `args` bind to them positionally. */
+  readonly fields: ReadonlyArray<string>
+  /** The payload has an index signature: keywords beyond `fields` are accepted. */
+  readonly anyKeyword: boolean
+}
+
+/** Any stream remote spec (a stream remote is one too). */
+export interface AnyStreamSpec {
+  readonly [StreamSpecTypeId]: typeof StreamSpecTypeId
+  readonly kind: "stream"
+  readonly name: string
+  readonly payload: Schema.Struct<any>
+  readonly element: Schema.Schema.Any
+  readonly error: Schema.Schema.All
+  readonly fields: ReadonlyArray<string>
+  readonly anyKeyword: boolean
+}
+
+/** Any spec a client can call: a plain remote's ({@link AnySpec}) or a stream remote's ({@link AnyStreamSpec}). */
+export type AnyDefinitionSpec = AnySpec | AnyStreamSpec
+
+/**
  * A stream remote: its handler returns an Effect `Stream` of elements, which the worker sends as they are produced
  * (over HTTP: one NDJSON line per element, then an `end` line, or an `err` line if the stream fails midway).
  */
@@ -432,36 +475,25 @@ export interface StreamRemote<
   in out Element extends Schema.Schema.Any,
   in out Error extends Schema.Schema.All,
   out R
-> {
+> extends StreamSpec<Name, Payload, Element, Error> {
   readonly [StreamTypeId]: typeof StreamTypeId
-  /** Tells a stream remote from a plain one. */
-  readonly kind: "stream"
-  readonly name: Name
-  readonly payload: Payload
-  /** The Schema of each element. */
-  readonly element: Element
-  readonly error: Error
   /** Measured in elements per second; `workload` is the number of elements a call is expected to produce. */
   readonly benchmark: BenchmarkOptions<Schema.Schema.Type<Payload>, Schema.Schema.Encoded<Payload>> | undefined
   /** Streams that run at once. Default 1. */
   readonly concurrency: number
   /** Calls that may wait for a slot; past it the worker answers 429. Default 1000. */
   readonly maxQueue: number
-  /** The longest a whole stream may run; overrides the worker's per-call timeout. */
+  /** The longest a whole stream may run (from its start to its last element); overrides the worker's call timeout. */
   readonly timeout: Duration.DurationInput | undefined
   /** As for a plain remote: the longest estimated wait in the queue before the worker answers 429. */
   readonly maxQueueTime: Duration.DurationInput | undefined
-  /** The payload's field names in declaration order: `args` bind to them positionally. */
-  readonly fields: ReadonlyArray<string>
-  /** The payload has an index signature: keywords beyond `fields` are accepted. */
-  readonly anyKeyword: boolean
   readonly handler: (
     payload: Schema.Schema.Type<Payload>
   ) => Stream.Stream<Schema.Schema.Type<Element>, Schema.Schema.Type<Error>, R>
 }
 
 /** Any stream remote. */
-export interface AnyStream {
+export interface AnyStream extends AnyStreamSpec {
   readonly [StreamTypeId]: typeof StreamTypeId
   readonly kind: "stream"
   readonly name: string
@@ -481,21 +513,24 @@ export interface AnyStream {
 /** Any remote a deployment can hold: plain, batched or stream. Tell them apart by `kind`. */
 export type Definition = Any | AnyStream
 
-/** Options of {@link stream}. */
-export interface StreamOptions<
+/** The Schemas of a stream remote: {@link defineStream}'s options. Schemas that need services are a type error. */
+export interface StreamSchemas<
   Payload extends Schema.Struct<any>,
   Element extends Schema.Schema.Any,
   Error extends Schema.Schema.All
 > {
-  readonly payload: Payload
-  readonly element: Element
-  readonly error?: Error | undefined
-  readonly benchmark?: BenchmarkOptions<Schema.Schema.Type<Payload>, Schema.Schema.Encoded<Payload>> | undefined
-  readonly concurrency?: number | undefined
-  readonly maxQueue?: number | undefined
-  readonly timeout?: Duration.DurationInput | undefined
-  readonly maxQueueTime?: Duration.DurationInput | undefined
+  readonly payload: Payload & NoContext<Payload>
+  readonly element: Element & NoContext<Element>
+  readonly error?: (Error & NoContext<Error>) | undefined
 }
+
+/** Options of {@link stream}: the Schemas, the benchmark (in elements per second) and the serving limits. */
+export interface StreamOptions<
+  Payload extends Schema.Struct<any>,
+  Element extends Schema.Schema.Any,
+  Error extends Schema.Schema.All
+>
+  extends StreamSchemas<Payload, Element, Error>, RunOptions<Payload> {}
 
 /**
  * Define a stream remote: the handler returns an Effect `Stream` whose requirements are context tags, as any remote's.
@@ -524,6 +559,7 @@ export const stream = <
 ): StreamRemote<Name, Payload, Element, Error, R> => {
   checkName(name)
   return {
+    [StreamSpecTypeId]: StreamSpecTypeId,
     [StreamTypeId]: StreamTypeId,
     kind: "stream",
     name,
@@ -543,6 +579,68 @@ export const stream = <
 
 /** Whether a value is a stream remote made by {@link stream}. */
 export const isStream = (u: unknown): u is AnyStream => typeof u === "object" && u !== null && StreamTypeId in u
+
+/**
+ * Define a stream remote's name and Schemas without its handler (what a client needs); {@link implementStream} it in
+ * the worker.
+ *
+ * @example
+ * ```ts
+ * export const tokens = Remote.defineStream("tokens", {
+ *   payload: Schema.Struct({ prompt: Schema.String }),
+ *   element: Schema.String
+ * })
+ * ```
+ */
+export const defineStream = <
+  const Name extends string,
+  Payload extends Schema.Struct<any>,
+  Element extends Schema.Schema.Any,
+  Error extends Schema.Schema.All = typeof Schema.Never
+>(
+  name: Name,
+  schemas: StreamSchemas<Payload, Element, Error>
+): StreamSpec<Name, Payload, Element, Error> => {
+  checkName(name)
+  return {
+    [StreamSpecTypeId]: StreamSpecTypeId,
+    kind: "stream",
+    name,
+    payload: schemas.payload,
+    element: schemas.element,
+    error: (schemas.error ?? Schema.Never) as Error,
+    fields: Object.keys(schemas.payload.fields),
+    anyKeyword: schemas.payload.records.length > 0
+  }
+}
+
+/** Implement a {@link defineStream}d remote: its benchmark and limits, and its handler (as {@link stream} takes them). */
+export const implementStream = <
+  Name extends string,
+  Payload extends Schema.Struct<any>,
+  Element extends Schema.Schema.Any,
+  Error extends Schema.Schema.All,
+  R = never
+>(
+  spec: StreamSpec<Name, Payload, Element, Error>,
+  options: RunOptions<Payload>,
+  handler: (
+    payload: Schema.Schema.Type<Payload>
+  ) => Stream.Stream<Schema.Schema.Type<Element>, Schema.Schema.Type<Error>, R>
+): StreamRemote<Name, Payload, Element, Error, R> =>
+  stream(
+    spec.name,
+    { ...options, payload: spec.payload, element: spec.element, error: spec.error } as StreamOptions<
+      Payload,
+      Element,
+      Error
+    >,
+    handler
+  )
+
+/** Whether a value is a stream remote spec: {@link defineStream}d, or a stream remote. */
+export const isStreamSpec = (u: unknown): u is AnyStreamSpec =>
+  typeof u === "object" && u !== null && StreamSpecTypeId in u
 
 /** Whether a value is any remote: plain, batched ({@link make}) or stream ({@link stream}). */
 export const isDefinition = (u: unknown): u is Definition => isRemote(u) || isStream(u)

@@ -6,6 +6,7 @@
  */
 import { Effect, Layer } from "effect"
 import type { ConfigError, Scope } from "effect"
+import * as Benchmark from "./Benchmark.js"
 import type * as Deployment from "./Deployment.js"
 import * as http from "./internal/http.js"
 import type * as Metrics from "./internal/metrics.js"
@@ -29,6 +30,9 @@ export type Report = internal.Report
 /** Calls running and queued for one remote. */
 export type RemoteStats = internal.RemoteStats
 
+/** What `call(remote, payload)` returns: an Effect for a plain or batched remote, a Stream for a stream remote. */
+export type CallResult<Rm> = internal.CallResult<Rm>
+
 /** What `invoke` can fail with. A remote's declared error arrives as `RemoteFailure`. */
 export type InvokeError = internal.InvokeError
 
@@ -43,14 +47,17 @@ export type MetricsSnapshot = Metrics.Snapshot
  *
  * - `invoke(name, payload)`: decode `payload` with the remote's schema (`PayloadInvalid` lists the failing fields), run
  *   it with the entered contexts, and encode the result (the remote's declared error arrives as `RemoteFailure`): the
- *   untyped path.
- * - `call(remote, payload)`: the typed in-process path; `RemoteNotFound` when the remote is not this worker's.
+ *   untyped path. For a stream remote it succeeds with a `Stream` of encoded elements: running that stream is the
+ *   call (admitted when it starts, one call however many elements).
+ * - `call(remote, payload)`: the typed in-process path; `RemoteNotFound` when the remote is not this worker's. For a
+ *   stream remote it returns a typed `Stream` of elements (see {@link CallResult}); stopping early interrupts the
+ *   remote's stream and runs its finalizers.
  * - `status`: the lifecycle phase as a `SubscriptionRef`; `report`: the start-up report.
  * - `shutdown`: drain and exit every context once; fails with `ShutdownFailed` listing every failed exit. Contexts
  *   are told the worker ended successfully; `shutdownWith(exit)` tells them another ending (an interruption for a
  *   signal). Whichever runs first wins; later calls wait for it.
  */
-export interface Worker<Provides = any, Remotes extends Remote.Any = Remote.Any> extends internal.Worker<
+export interface Worker<Provides = any, Remotes extends Remote.Definition = Remote.Definition> extends internal.Worker<
   Provides,
   Remotes
 > {}
@@ -59,7 +66,7 @@ export interface Worker<Provides = any, Remotes extends Remote.Any = Remote.Any>
  * Start a worker without waiting for it: contexts enter in the background while `status` tells where it is. The
  * worker shuts down (drains, exits every context) when the scope closes, or earlier through `shutdown`.
  */
-export const start = <Provides, E, Remotes extends Remote.Any>(
+export const start = <Provides, E, Remotes extends Remote.Definition>(
   deployment: Deployment.Deployment<Provides, E, Remotes>,
   options?: Options
 ): Effect.Effect<Worker<Provides, Remotes>, never, Scope.Scope> => internal.start(deployment, options)
@@ -76,7 +83,7 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
  * }))
  * ```
  */
-export const make = <Provides, E, Remotes extends Remote.Any>(
+export const make = <Provides, E, Remotes extends Remote.Definition>(
   deployment: Deployment.Deployment<Provides, E, Remotes>,
   options?: Options
 ): Effect.Effect<Worker<Provides, Remotes>, StartupFailed, Scope.Scope> =>
@@ -97,11 +104,7 @@ export const formatReport = (report: Report): string => {
     )
   }
   if (report.benchmark !== undefined) {
-    const b = report.benchmark
-    lines.push(
-      `  benchmark ${b.remote}: score ${b.score.toFixed(1)} workload/s (${b.calls} calls, ${b.runs} rounds x ` +
-        `${b.concurrency}, ${b.totalMillis} ms; warm-up ${b.warmupMillis} ms)`
-    )
+    for (const line of Benchmark.formatLines(report.benchmark)) lines.push(`  ${line}`)
   }
   if (report.readyAt !== undefined) lines.push(`  ready after ${report.readyAt - report.startedAt} ms`)
   return lines.join("\n")
@@ -117,7 +120,7 @@ export type ServeOptions = WorkerConfig.ServeOptions
 export type Address = http.Address
 
 /** A served worker: the in-process handle and where it listens. */
-export interface Served<Provides = any, Remotes extends Remote.Any = Remote.Any> {
+export interface Served<Provides = any, Remotes extends Remote.Definition = Remote.Definition> {
   readonly worker: Worker<Provides, Remotes>
   readonly address: Address
   /** `http://host:port`, with the port chosen when `port` was 0. */
@@ -133,7 +136,7 @@ export interface Served<Provides = any, Remotes extends Remote.Any = Remote.Any>
  * Routes: `POST /remote/<name>` (the reference's envelope and value encoding), `GET /health`, `GET /ready`,
  * `GET /metrics` (Prometheus text).
  */
-export const layer = <Provides, E, Remotes extends Remote.Any>(
+export const layer = <Provides, E, Remotes extends Remote.Definition>(
   deployment: Deployment.Deployment<Provides, E, Remotes>
 ): Layer.Layer<never, ListenFailed, WorkerConfig.WorkerConfig> => http.layer(deployment, formatReport)
 
@@ -150,7 +153,7 @@ export const layer = <Provides, E, Remotes extends Remote.Any>(
  * NodeRuntime.runMain(Layer.launch(Worker.serve(app, { port: 8000 })))
  * ```
  */
-export const serve = <Provides, E, Remotes extends Remote.Any>(
+export const serve = <Provides, E, Remotes extends Remote.Definition>(
   deployment: Deployment.Deployment<Provides, E, Remotes>,
   options?: ServeOptions
 ): Layer.Layer<never, ListenFailed | ConfigError.ConfigError> =>
@@ -160,7 +163,7 @@ export const serve = <Provides, E, Remotes extends Remote.Any>(
  * {@link serve} as a scoped Effect on a server of its own, returning the worker and its URL (no logging). Use it to
  * print your own lines or to call the worker in-process while it serves.
  */
-export const serveEffect = <Provides, E, Remotes extends Remote.Any>(
+export const serveEffect = <Provides, E, Remotes extends Remote.Definition>(
   deployment: Deployment.Deployment<Provides, E, Remotes>,
   options?: ServeOptions
 ): Effect.Effect<Served<Provides, Remotes>, ListenFailed | ConfigError.ConfigError, Scope.Scope> =>

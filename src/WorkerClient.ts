@@ -38,21 +38,24 @@ export type CallError = internal.CallError
 
 /**
  * A client: for every remote of the deployment, `name(payload)` returns the remote's success type or fails with its
- * declared error type or a {@link CallError}.
+ * declared error type or a {@link CallError}. For a stream remote it returns a `Stream` of its elements, as the worker
+ * sends them, failing with the same errors (midway, after the elements before the failure).
  */
-export type Client<Remotes extends Remote.AnySpec> = internal.Client<Remotes>
+export type Client<Remotes extends Remote.AnyDefinitionSpec> = internal.Client<Remotes>
 
 /**
  * What a client is made from: a `Deployment` (its remotes), or the remotes' definitions alone (`Remote.define`), so
  * that a caller imports a small spec module instead of the handlers, their contexts and models.
  */
-export type Spec<Remotes extends Remote.AnySpec> = internal.Spec<Remotes>
+export type Spec<Remotes extends Remote.AnyDefinitionSpec> = internal.Spec<Remotes>
 
 /**
  * Make a client for the worker at `options.url` serving `spec` (a deployment, or its remotes' definitions). Needs an
  * `HttpClient` (for example `FetchHttpClient.layer` or `NodeHttpClient.layerUndici`); interrupting a call aborts its
  * request, which interrupts the remote on the worker. 429, 503 and connection errors are retried (a `Schedule`:
- * exponential backoff with jitter, at least the worker's `Retry-After`) until `deadline`.
+ * exponential backoff with jitter, at least the worker's `Retry-After`) until `deadline`. A stream remote's call is
+ * retried only until the worker answers `200`: once elements may have arrived, a cut connection fails the stream
+ * (`CallFailed`, reason `transport`).
  *
  * @example
  * ```ts
@@ -62,16 +65,21 @@ export type Spec<Remotes extends Remote.AnySpec> = internal.Spec<Remotes>
  * }).pipe(Effect.provide(FetchHttpClient.layer))
  * ```
  */
-export const make: <Remotes extends Remote.AnySpec>(
+export const make: <Remotes extends Remote.AnyDefinitionSpec>(
   spec: Spec<Remotes>,
   options: Options
 ) => Effect.Effect<Client<Remotes>, never, HttpClient.HttpClient> = internal.make
 
-/** The Promise form of {@link Client}: the same methods, resolving or rejecting with the same error values. */
-export type PromiseClient<Remotes extends Remote.AnySpec> = {
-  readonly [Rm in Remotes as Rm["name"]]: (
-    payload: Schema.Schema.Type<Rm["payload"]>
-  ) => Promise<Schema.Schema.Type<Rm["success"]>>
+/**
+ * The Promise form of {@link Client}: the same methods, resolving or rejecting with the same error values; a stream
+ * remote's gives an `AsyncIterable` (`for await`), whose `next()` rejects with the error value at a failure.
+ */
+export type PromiseClient<Remotes extends Remote.AnyDefinitionSpec> = {
+  readonly [Rm in Remotes as Rm["name"]]: Rm extends Remote.AnyStreamSpec
+    ? (payload: Schema.Schema.Type<Rm["payload"]>) => AsyncIterable<Schema.Schema.Type<Rm["element"]>>
+    : Rm extends Remote.AnySpec
+      ? (payload: Schema.Schema.Type<Rm["payload"]>) => Promise<Schema.Schema.Type<Rm["success"]>>
+      : never
 }
 
 /**
@@ -109,9 +117,10 @@ export interface PromiseOptions extends Options {
  * ```ts
  * const client = WorkerClient.makePromise(app, { url: "http://127.0.0.1:8000" })
  * await client.square({ x: 5 }) // 25
+ * for await (const token of client.generate({ prompt: "Hi" })) process.stdout.write(token) // a stream remote
  * ```
  */
-export const makePromise = <Remotes extends Remote.AnySpec>(
+export const makePromise = <Remotes extends Remote.AnyDefinitionSpec>(
   spec: Spec<Remotes>,
   options: PromiseOptions
 ): PromiseClient<Remotes> => promise.make(spec, options) as unknown as PromiseClient<Remotes>

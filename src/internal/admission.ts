@@ -1,4 +1,5 @@
 import { Duration, Effect } from "effect"
+import type { Scope } from "effect"
 
 /**
  * A call's place at one remote: it waits for a slot, runs, and is done. `granted` means a slot was handed to it but its
@@ -90,9 +91,20 @@ export class Admission {
   private head = 0
 
   constructor(
-    readonly concurrency: number,
+    private slots: number,
     readonly maxQueue: number
   ) {}
+
+  /** Calls that run at once. */
+  get concurrency(): number {
+    return this.slots
+  }
+
+  /** Change how many calls run at once (a batched remote's, once the benchmark has chosen its batch size). */
+  setConcurrency(n: number): void {
+    this.slots = n
+    this.grantNext()
+  }
 
   /** Whether one more call fits (running plus queued within `concurrency + maxQueue`). */
   hasRoom(): boolean {
@@ -143,23 +155,83 @@ export class Admission {
         onStart?.()
         return effect
       })
-      if (this.running < this.concurrency && this.queued === 0) {
-        this.running++
-        if (mayStartNow()) return Effect.ensuring(start, release)
-        // The slot is ours, but the event loop is owed a turn first.
-        ticket.state = "granted"
-        const wait = Effect.async<void>((resume) => {
-          ticket.resume = resume
-          deferToTurn(() => this.resumeGranted(ticket))
+      const wait = this.enter(ticket)
+      return Effect.ensuring(wait === undefined ? start : Effect.zipRight(wait, start), release)
+    })
+  }
+
+  /**
+   * Hold a slot for the life of the current scope (a stream holds its slot until it ends): waits as {@link run} does,
+   * `onStart` when the slot is taken, and the slot is given back when the scope closes. Interrupting the wait removes
+   * the call from the queue.
+   */
+  hold(onStart?: () => void): Effect.Effect<void, never, Scope.Scope> {
+    return Effect.uninterruptibleMask((restore) =>
+      Effect.suspend(() => {
+        const ticket: Ticket = { state: "waiting", resume: undefined }
+        let startedAt = 0
+        let startedIn = -1
+        const wait = this.enter(ticket)
+        const start = Effect.sync(() => {
+          ticket.state = "running"
+          startedAt = performance.now()
+          startedIn = turn.id
+          onStart?.()
         })
-        return Effect.ensuring(Effect.zipRight(wait, start), release)
-      }
-      this.queued++
-      this.waiters.push(ticket)
-      const wait = Effect.async<void>((resume) => {
-        ticket.resume = resume
+        const release = Effect.sync(() => {
+          // A stream that ends in the turn it started (a synchronous one) counts against the turn's budget.
+          if (ticket.state === "running") finished(startedIn, startedAt)
+          this.done(ticket)
+        })
+        return Effect.zipRight(
+          Effect.addFinalizer(() => release),
+          wait === undefined ? start : Effect.zipRight(restore(wait), start)
+        )
       })
-      return Effect.ensuring(Effect.zipRight(wait, start), release)
+    )
+  }
+
+  /**
+   * Count a call that something else schedules (a batcher gathers calls into batches and runs as many as it allows):
+   * it is queued until `start()`, then running, until `done()`. Nothing waits here; room is checked by the caller.
+   */
+  track(): { readonly start: () => void; readonly done: () => void } {
+    let state: "queued" | "running" | "done" = "queued"
+    this.queued++
+    return {
+      start: () => {
+        if (state !== "queued") return
+        state = "running"
+        this.queued--
+        this.running++
+      },
+      done: () => {
+        if (state === "queued") this.queued--
+        else if (state === "running") this.running--
+        state = "done"
+      }
+    }
+  }
+
+  /**
+   * Take a slot for `ticket` now, or queue it: `undefined` when the call may start at once, else the wait for its
+   * turn (a slot handed over on a later event-loop turn, or one freed by a call ahead of it).
+   */
+  private enter(ticket: Ticket): Effect.Effect<void> | undefined {
+    if (this.running < this.concurrency && this.queued === 0) {
+      this.running++
+      if (mayStartNow()) return undefined
+      // The slot is ours, but the event loop is owed a turn first.
+      ticket.state = "granted"
+      return Effect.async<void>((resume) => {
+        ticket.resume = resume
+        deferToTurn(() => this.resumeGranted(ticket))
+      })
+    }
+    this.queued++
+    this.waiters.push(ticket)
+    return Effect.async<void>((resume) => {
+      ticket.resume = resume
     })
   }
 

@@ -1,7 +1,7 @@
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
-import { Duration, Effect, Either, ParseResult, Redacted, Schedule, Schema } from "effect"
+import { Duration, Effect, Either, ParseResult, Redacted, Schedule, Schema, Stream } from "effect"
 import * as Remote from "../Remote.js"
 import * as Wire from "../Wire.js"
 import {
@@ -15,6 +15,7 @@ import {
   WorkerUnavailable
 } from "../WorkerError.js"
 import { formatIssues } from "./issues.js"
+import * as ndjson from "./ndjson.js"
 
 /** The public options, documented in WorkerClient.ts (a type-only import). @internal */
 export type Options = import("../WorkerClient.js").Options
@@ -24,13 +25,23 @@ export type CallError =
   WorkerUnavailable | CallFailed | CallTimeout | PayloadInvalid | PayloadTooLarge | RemoteNotFound | Unauthorized
 
 /** What a client is made from: a deployment, or the remotes' definitions alone. @internal */
-export type Spec<Defs extends Remote.AnySpec> = { readonly remotes: ReadonlyMap<string, Defs> } | ReadonlyArray<Defs>
+export type Spec<Defs extends Remote.AnyDefinitionSpec> =
+  { readonly remotes: ReadonlyMap<string, Defs> } | ReadonlyArray<Defs>
+
+/** One remote's method: an Effect of its success, or for a stream remote a Stream of its elements. @internal */
+export type Method<Rm extends Remote.AnyDefinitionSpec> = Rm extends Remote.AnyStreamSpec
+  ? (
+      payload: Schema.Schema.Type<Rm["payload"]>
+    ) => Stream.Stream<Schema.Schema.Type<Rm["element"]>, Schema.Schema.Type<Rm["error"]> | CallError>
+  : Rm extends Remote.AnySpec
+    ? (
+        payload: Schema.Schema.Type<Rm["payload"]>
+      ) => Effect.Effect<Schema.Schema.Type<Rm["success"]>, Schema.Schema.Type<Rm["error"]> | CallError>
+    : never
 
 /** @internal */
-export type Client<Remotes extends Remote.AnySpec> = {
-  readonly [Rm in Remotes as Rm["name"]]: (
-    payload: Schema.Schema.Type<Rm["payload"]>
-  ) => Effect.Effect<Schema.Schema.Type<Rm["success"]>, Schema.Schema.Type<Rm["error"]> | CallError>
+export type Client<Remotes extends Remote.AnyDefinitionSpec> = {
+  readonly [Rm in Remotes as Rm["name"]]: Method<Rm>
 }
 
 // What a worker answers with a non-200 status: one of our errors as JSON.
@@ -83,7 +94,7 @@ const readJson = (response: HttpClientResponse.HttpClientResponse, remote: strin
   )
 
 /** @internal */
-export const make = <Defs extends Remote.AnySpec>(
+export const make = <Defs extends Remote.AnyDefinitionSpec>(
   spec: Spec<Defs>,
   options: Options
 ): Effect.Effect<Client<Defs>, never, HttpClient.HttpClient> =>
@@ -101,7 +112,8 @@ export const make = <Defs extends Remote.AnySpec>(
       Duration.decode(options.maxDelay ?? Duration.seconds(5))
     )
 
-    const callRemote = (remote: Remote.AnySpec) => (payload: unknown) =>
+    /** The request of a call: the payload encoded by its Schema, then as keyword arguments in the wire encoding. */
+    const requestOf = (remote: Remote.AnyDefinitionSpec, payload: unknown) =>
       Effect.gen(function* () {
         const name = remote.name
         const encoded = yield* Schema.encodeUnknown(asSchema(remote.payload))(payload).pipe(
@@ -116,19 +128,29 @@ export const make = <Defs extends Remote.AnySpec>(
           HttpClientRequest.bodyText(JSON.stringify({ payload: { kwargs } }), "application/json")
         )
         if (token !== undefined) request = HttpClientRequest.bearerToken(request, token)
+        return request
+      })
+
+    /** A non-200 answer: one of the worker's errors, or a protocol error naming the status. */
+    const refusal = (response: HttpClientResponse.HttpClientResponse, name: string) =>
+      Effect.flatMap(readJson(response, name), (body) => {
+        const known = decodeServerError(body)
+        if (Either.isRight(known)) return Effect.fail(known.right)
+        return Effect.fail(protocol(name, `HTTP ${response.status}: ${JSON.stringify(body).slice(0, 500)}`))
+      })
+
+    const callRemote = (remote: Remote.AnySpec) => (payload: unknown) =>
+      Effect.gen(function* () {
+        const name = remote.name
+        const request = yield* requestOf(remote, payload)
 
         const attempt = Effect.gen(function* () {
           const response = yield* Effect.mapError(
             http.execute(request),
             (e) => new WorkerUnavailable({ reason: "unreachable", detail: e.message })
           )
-          const body = yield* readJson(response, name)
-          if (response.status !== 200) {
-            const known = decodeServerError(body)
-            if (Either.isRight(known)) return yield* Effect.fail(known.right)
-            return yield* Effect.fail(protocol(name, `HTTP ${response.status}: ${JSON.stringify(body).slice(0, 500)}`))
-          }
-          return body
+          if (response.status !== 200) return yield* refusal(response, name)
+          return yield* readJson(response, name)
         })
         const body = yield* Effect.retry(attempt, retry)
 
@@ -157,10 +179,56 @@ export const make = <Defs extends Remote.AnySpec>(
         return yield* Effect.fail(protocol(name, "the response's `result` has neither `ok` nor `err`"))
       })
 
-    const client: Record<string, (payload: unknown) => Effect.Effect<unknown, unknown>> = {}
+    /**
+     * A stream remote's call: retried like any call until the worker answers 200 (nothing was streamed yet), then the
+     * elements as the worker sends them, decoded by the element Schema. The request lives as long as the stream:
+     * stopping early aborts it, which interrupts the stream on the worker.
+     */
+    const callStream = (remote: Remote.AnyStreamSpec) => (payload: unknown) =>
+      Stream.unwrapScoped(
+        Effect.gen(function* () {
+          const name = remote.name
+          const request = yield* requestOf(remote, payload)
+          const scoped = HttpClient.withScope(http)
+          const attempt = Effect.gen(function* () {
+            const response = yield* Effect.mapError(
+              scoped.execute(request),
+              (e) => new WorkerUnavailable({ reason: "unreachable", detail: e.message })
+            )
+            if (response.status !== 200) return yield* refusal(response, name)
+            const type = response.headers["content-type"] ?? ""
+            if (!type.startsWith(ndjson.contentType)) {
+              return yield* Effect.fail(
+                protocol(
+                  name,
+                  `a stream remote answered ${type || "without a content type"}, not ${ndjson.contentType}`
+                )
+              )
+            }
+            return response
+          })
+          const response = yield* Effect.retry(attempt, retry)
+          return ndjson.decodeRemote(
+            remote,
+            // Past the status nothing is retried: elements may have been consumed already.
+            Stream.mapError(
+              response.stream,
+              (e) => new CallFailed({ remote: name, reason: "transport", detail: `the stream was cut: ${e.message}` })
+            )
+          )
+        })
+      )
+
+    const client: Record<
+      string,
+      (payload: unknown) => Effect.Effect<unknown, unknown> | Stream.Stream<unknown, unknown>
+    > = {}
     const remotes: ReadonlyArray<unknown> = Array.isArray(spec)
       ? spec
       : [...(spec as { remotes: ReadonlyMap<string, unknown> }).remotes.values()]
-    for (const remote of remotes) if (Remote.isSpec(remote)) client[remote.name] = callRemote(remote)
+    for (const remote of remotes) {
+      if (Remote.isStreamSpec(remote)) client[remote.name] = callStream(remote)
+      else if (Remote.isSpec(remote)) client[remote.name] = callRemote(remote)
+    }
     return client as unknown as Client<Defs>
   })

@@ -27,7 +27,7 @@ export interface Address {
 }
 
 /** @internal */
-export interface Served<Provides, Remotes extends Remote.Any> {
+export interface Served<Provides, Remotes extends Remote.Definition> {
   readonly worker: worker.Worker<Provides, Remotes>
   readonly address: Address
   readonly url: string
@@ -204,7 +204,7 @@ const reportStartup = (w: worker.Core<any, any>, reporter: EngineReport.Reporter
   )
 
 /** Serve a deployment with the configuration in context. @internal */
-export const serveConfigured = <Provides, E, Remotes extends Remote.Any>(
+export const serveConfigured = <Provides, E, Remotes extends Remote.Definition>(
   deployment: Deployment.Deployment<Provides, E, Remotes>
 ): Effect.Effect<Served<Provides, Remotes>, ListenFailed, WorkerConfig.WorkerConfig | Scope.Scope> =>
   Effect.gen(function* () {
@@ -252,7 +252,7 @@ export const serveConfigured = <Provides, E, Remotes extends Remote.Any>(
   })
 
 /** Serve a deployment on a Node HTTP server of its own, configured by `options` and the environment. @internal */
-export const serveEffect = <Provides, E, Remotes extends Remote.Any>(
+export const serveEffect = <Provides, E, Remotes extends Remote.Definition>(
   deployment: Deployment.Deployment<Provides, E, Remotes>,
   options: WorkerConfig.ServeOptions = {}
 ): Effect.Effect<Served<Provides, Remotes>, ListenFailed | ConfigError.ConfigError, Scope.Scope> =>
@@ -261,7 +261,7 @@ export const serveEffect = <Provides, E, Remotes extends Remote.Any>(
   )
 
 /** `serveConfigured` as a layer, logging the address, the start-up report and readiness. @internal */
-export const layer = <Provides, E, Remotes extends Remote.Any>(
+export const layer = <Provides, E, Remotes extends Remote.Definition>(
   deployment: Deployment.Deployment<Provides, E, Remotes>,
   formatReport: (report: worker.Report) => string
 ): Layer.Layer<never, ListenFailed, WorkerConfig.WorkerConfig> =>

@@ -29,6 +29,8 @@ export interface RemoteCounters {
   readonly buckets: Array<number>
   latencyCount: number
   latencySum: number
+  /** Elements sent by a stream remote (its calls, the streams, are counted in `calls`). */
+  items: number
 }
 
 /** The counters of one worker. Plain numbers, not Effect `Metric`s: those are global, and tests run many workers. */
@@ -54,9 +56,16 @@ export class Recorder {
         },
         buckets: latencyBuckets.map(() => 0),
         latencyCount: 0,
-        latencySum: 0
+        latencySum: 0,
+        items: 0
       })
     }
+  }
+
+  /** Count elements a stream remote sent. */
+  items(name: string, n: number): void {
+    const counters = this.remotes.get(name)
+    if (counters !== undefined) counters.items += n
   }
 
   /** Count one call; `seconds` is its latency when it ran (queued time included), undefined when it never did. */
@@ -76,7 +85,9 @@ export class Recorder {
 export interface Snapshot {
   readonly deployment: string
   readonly phase: string
-  readonly remotes: ReadonlyArray<RemoteCounters & { readonly running: number; readonly queued: number }>
+  readonly remotes: ReadonlyArray<
+    RemoteCounters & { readonly running: number; readonly queued: number; readonly stream: boolean }
+  >
   readonly unknownRemote: number
   readonly contexts: ReadonlyArray<ContextRecord>
   readonly score: number | undefined
@@ -103,6 +114,10 @@ export const renderPrometheus = (s: Snapshot): string => {
     for (const o of outcomes)
       out.push(`worker_calls_total{${dep},remote="${label(r.name)}",outcome="${o}"} ${r.calls[o]}`)
   }
+  family("worker_stream_items_total", "counter", "Elements sent by stream remotes (each stream is one call).")
+  for (const r of s.remotes) {
+    if (r.stream) out.push(`worker_stream_items_total{${dep},remote="${label(r.name)}"} ${r.items}`)
+  }
   family("worker_unknown_remote_calls_total", "counter", "Calls that named no remote of this deployment.")
   out.push(`worker_unknown_remote_calls_total{${dep}} ${s.unknownRemote}`)
 
@@ -113,7 +128,7 @@ export const renderPrometheus = (s: Snapshot): string => {
   family("worker_pending_workload", "gauge", "Workload units queued or running.")
   out.push(`worker_pending_workload{${dep}} ${s.pendingWorkload}`)
 
-  family("worker_call_duration_seconds", "histogram", "Call latency, queueing included.")
+  family("worker_call_duration_seconds", "histogram", "Call latency, queueing included (a stream: until its end).")
   for (const r of s.remotes) {
     const remote = `${dep},remote="${label(r.name)}"`
     let cumulative = 0

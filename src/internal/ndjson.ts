@@ -255,7 +255,7 @@ const protocol = (remote: string, detail: string) => new CallFailed({ remote, re
  *
  * @internal
  */
-export const decodeRemote = <Rm extends Remote.AnyStream, E, R>(
+export const decodeRemote = <Rm extends Remote.AnyStreamSpec, E, R>(
   remote: Rm,
   bytes: Stream.Stream<Uint8Array, E, R>,
   options?: wire.DecodeOptions

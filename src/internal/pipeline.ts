@@ -8,6 +8,9 @@
  * once, and the answer is written as soon as its exit is known (synchronously, for a synchronous handler). How the call
  * ended (its `Outcome`) is decided in one place, `finish`, which writes the response from the one error table
  * (respond.ts) and records the metrics and the engine report from the same value.
+ *
+ * A stream remote's call differs only in its fiber: it writes the status and the element lines as they come
+ * (streamResponse.ts), and `finish` writes the closing line (`end`, or `err` for a failure after the status was sent).
  */
 import { Cause, Effect, Either, Exit, FiberId, HashSet, Option, ParseResult } from "effect"
 import type * as Http from "node:http"
@@ -21,9 +24,10 @@ import type * as Metrics from "./metrics.js"
 import { pythonClass } from "./python.js"
 import { errorResponse, okResponse } from "./respond.js"
 import type { Response, ServeError } from "./respond.js"
+import * as streamResponse from "./streamResponse.js"
 import * as wire from "./wire.js"
 import { failureId } from "./worker.js"
-import type { Core, Entry } from "./worker.js"
+import type { Admitted, Core, Entry } from "./worker.js"
 
 /** What the pipeline needs from the server around it. */
 export interface Context {
@@ -33,7 +37,10 @@ export interface Context {
   readonly reporter: EngineReport.Reporter | undefined
 }
 
-/** A call's answer as its fiber produces it: the encoded body, and whether it is the remote's success or its error. */
+/**
+ * A call's answer as its fiber produces it: the encoded body, and whether it is the remote's success or its error. For
+ * a stream remote, the closing line (its item lines are written already).
+ */
 interface Answer {
   readonly outcome: "ok" | "error"
   readonly body: string
@@ -57,6 +64,10 @@ class Call {
   engine: EngineReport.Call | undefined
   admitted = false
   finished = false
+  /** A stream answer's status was sent: the call ends with a closing line, whatever happens. */
+  streamed = false
+  /** Elements sent (a stream remote's). */
+  items = 0
   constructor(
     readonly ctx: Context,
     readonly req: Http.IncomingMessage,
@@ -134,6 +145,7 @@ const admitAndRun = (call: Call, entry: Entry, payload: unknown): void => {
   }
   call.admitted = true
   opened(call, admitted.right.workload)
+  if (entry.remote.kind === "stream") return runStream(call, entry, payload, admitted.right)
   // 10. The handler, in a fiber with the entered contexts; a synchronous one has ended when `start` returns.
   const fiber = ctx.core.start(entry, payload, admitted.right, () => started(call))
   const exit = fiber.unsafePoll()
@@ -152,13 +164,20 @@ const settle = (call: Call, entry: Entry, exit: Exit.Exit<unknown, RemoteFailure
   if (Option.isSome(failure)) {
     const e = failure.value
     if (e._tag === "RemoteFailure") return answer(call, encodeDeclared(entry, e.error))
-    return finish(call, { _tag: "Refused", error: e, admitted: true })
   }
-  if (Cause.isInterruptedOnly(exit.cause)) {
-    const byClient = HashSet.has(Cause.interruptors(exit.cause), clientGone)
+  // Not the declared error (handled above): the worker's own, or no failure at all.
+  settleFailure(call, exit.cause as Cause.Cause<CallTimeout>)
+}
+
+/** A call that ended without an answer: the worker's error, the client gone, the worker's shutdown, or a defect. */
+const settleFailure = (call: Call, cause: Cause.Cause<ServeError>): void => {
+  const failure = Cause.failureOption(cause)
+  if (Option.isSome(failure)) return finish(call, { _tag: "Refused", error: failure.value, admitted: true })
+  if (Cause.isInterruptedOnly(cause)) {
+    const byClient = HashSet.has(Cause.interruptors(cause), clientGone)
     return finish(call, byClient ? { _tag: "Cancelled" } : { _tag: "Interrupted" })
   }
-  finish(call, { _tag: "Defect", cause: exit.cause })
+  finish(call, { _tag: "Defect", cause })
 }
 
 /** Finish with an encoded answer, or with why it could not be encoded. */
@@ -184,6 +203,8 @@ const finish = (call: Call, outcome: Outcome): void => {
   call.finished = true
   const { ctx } = call
   let response: Response | undefined
+  // The worker's error, for a stream whose status was sent already: its closing `err` line.
+  let error: ServeError | undefined
   let metric: Metrics.Outcome
   let engine: EngineReport.CallStatus
   switch (outcome._tag) {
@@ -193,23 +214,22 @@ const finish = (call: Call, outcome: Outcome): void => {
       engine = outcome.answer.outcome === "ok" ? "Success" : "Error"
       break
     case "Refused": {
-      const e = outcome.error
-      response = errorResponse(e)
-      metric = metricOf(e)
+      error = outcome.error
+      response = errorResponse(error)
+      metric = metricOf(error)
       engine = "Error"
       break
     }
     case "Defect": {
       const id = failureId()
       logError(ctx, `Remote "${call.name}" failed with a defect [id ${id}]`, outcome.cause)
-      response = errorResponse(
-        new CallFailed({
-          remote: call.name ?? "",
-          reason: "defect",
-          detail: "internal error in the remote function",
-          id
-        })
-      )
+      error = new CallFailed({
+        remote: call.name ?? "",
+        reason: "defect",
+        detail: "internal error in the remote function",
+        id
+      })
+      response = errorResponse(error)
       metric = "defect"
       engine = "Error"
       break
@@ -220,18 +240,20 @@ const finish = (call: Call, outcome: Outcome): void => {
       engine = "Cancelled"
       break
     case "Interrupted":
-      response = errorResponse(
-        new CallFailed({
-          remote: call.name ?? "",
-          reason: "interrupted",
-          detail: "interrupted when the worker shut down"
-        })
-      )
+      error = new CallFailed({
+        remote: call.name ?? "",
+        reason: "interrupted",
+        detail: "interrupted when the worker shut down"
+      })
+      response = errorResponse(error)
       metric = "interrupted"
       engine = "Error"
       break
   }
-  if (response !== undefined) write(call.res, response)
+  if (call.streamed) {
+    closeStream(call, outcome._tag === "Answered" ? outcome.answer.body : error)
+    if (call.name !== undefined) ctx.core.recordItems(call.name, call.items)
+  } else if (response !== undefined) write(call.res, response)
   const ran = call.admitted && metric !== "rejected"
   if (call.name !== undefined || outcome._tag !== "Refused" || outcome.error._tag === "RemoteNotFound") {
     ctx.core.record(call.name, metric, ran ? (now() - call.startedAt) / 1000 : undefined)
@@ -239,6 +261,21 @@ const finish = (call: Call, outcome: Outcome): void => {
   if (ctx.reporter !== undefined && call.engine !== undefined) {
     ctx.reporter.finished(call.engine, engine, now() / 1000)
   }
+}
+
+/** End a stream answer whose status was sent: its closing line (or an `err` line for the worker's error), if any. */
+const closeStream = (call: Call, closing: string | ServeError | undefined): void => {
+  const res = call.res
+  if (res.destroyed || res.writableEnded) return
+  if (closing === undefined) return void res.end()
+  if (typeof closing === "string") return void res.end(closing)
+  let line: string
+  try {
+    line = JSON.stringify({ err: wire.encodeErrorUnsafe(closing) }) + "\n"
+  } catch {
+    line = JSON.stringify({ err: { _tag: "CallFailed", reason: "encode", message: "the error could not be encoded" } })
+  }
+  res.end(line)
 }
 
 const metricOf = (e: ServeError): Metrics.Outcome => {
@@ -277,18 +314,9 @@ const started = (call: Call): void => {
 const rejected = (call: Call, entry: Entry, payload: unknown): void => {
   const reporter = call.ctx.reporter
   if (reporter === undefined) return
-  const refused = EngineReport.openCall(call.auth, workloadOf(entry, payload), now() / 1000)
+  const refused = EngineReport.openCall(call.auth, call.ctx.core.workload(entry, payload), now() / 1000)
   refused.workCompletedAt = refused.enteredQueueAt
   reporter.rejected(refused)
-}
-
-const workloadOf = (entry: Entry, payload: unknown): number => {
-  try {
-    const w = entry.remote.benchmark?.workload?.(payload)
-    return w !== undefined && Number.isFinite(w) && w >= 0 ? w : 100
-  } catch {
-    return 100
-  }
 }
 
 // ---------------------------------------------------------------------------
@@ -318,17 +346,32 @@ const bySchema = (
   then: (result: Either.Either<unknown, ParseResult.ParseError>) => Encoded
 ): Encoded => (sync !== undefined ? then(sync) : { _tag: "Async", effect: Effect.map(Effect.either(async()), then) })
 
-/** The success body: the value by the remote's success schema, then in the wire's value encoding. */
-const encodeOk = (entry: Entry, value: unknown): Encoded =>
+/** A plain call's answer body: `{"result": {"ok": ...}}` or `{"result": {"err": ...}}`. */
+const resultOk = (ok: wire.Json): string => JSON.stringify({ result: { ok } })
+const resultErr = (err: wire.Json): string => JSON.stringify({ result: { err } })
+
+/** A stream answer's lines (ndjson.ts): `{"item": ...}` per element, `{"err": ...}` for its declared error. */
+const itemLine = (item: wire.Json): string => JSON.stringify({ item }) + "\n"
+const errLine = (err: wire.Json): string => JSON.stringify({ err }) + "\n"
+
+/**
+ * The success body: the value by the remote's success schema, then in the wire's value encoding, framed by `frame`
+ * (for a stream remote, one element's line).
+ */
+const encodeOk = (entry: Entry, value: unknown, frame: (ok: wire.Json) => string = resultOk): Encoded =>
   bySchema(
     entry.encodeSuccessSync(value),
     () => entry.encodeSuccess(value),
     (encoded) => {
       if (Either.isLeft(encoded)) {
-        return unencodable(entry, "the result does not match the remote's success schema", encoded.left)
+        const what =
+          entry.remote.kind === "stream"
+            ? "an element does not match the remote's element schema"
+            : "the result does not match the remote's success schema"
+        return unencodable(entry, what, encoded.left)
       }
       try {
-        const body = JSON.stringify({ result: { ok: wire.encodeValueUnsafe(encoded.right) } })
+        const body = frame(wire.encodeValueUnsafe(encoded.right))
         return { _tag: "Done", answer: { outcome: "ok", body } }
       } catch (e) {
         if (e instanceof WireEncodeError) return unencodable(entry, e.message, e)
@@ -342,7 +385,7 @@ const encodeOk = (entry: Entry, value: unknown): Encoded =>
  * exception (see Wire.encodeError) with the fields the `error` schema encodes and its message (a schema encode drops
  * it: it is a getter).
  */
-const encodeDeclared = (entry: Entry, error: unknown): Encoded =>
+const encodeDeclared = (entry: Entry, error: unknown, frame: (err: wire.Json) => string = resultErr): Encoded =>
   bySchema(
     entry.encodeErrorSync(error),
     () => entry.encodeError(error),
@@ -360,9 +403,7 @@ const encodeDeclared = (entry: Entry, error: unknown): Encoded =>
             : { _tag: "Error", message: typeof message === "string" ? message : String(encoded) }
       try {
         // The Python class from the error itself: its Schema class's annotation is lost in the encoded form.
-        const body = JSON.stringify({
-          result: { err: wire.encodeErrorUnsafe(value, { pythonClass: pythonClass(error) }) }
-        })
+        const body = frame(wire.encodeErrorUnsafe(value, { pythonClass: pythonClass(error) }))
         return { _tag: "Done", answer: { outcome: "error", body } }
       } catch (e) {
         if (e instanceof WireEncodeError) return unencodable(entry, e.message, e)
@@ -370,6 +411,52 @@ const encodeDeclared = (entry: Entry, error: unknown): Encoded =>
       }
     }
   )
+
+/** An encoding as an Effect, for a stream's fiber: its body, or the `CallFailed` (logged with its id). */
+const encodedBody = (encoded: Encoded): Effect.Effect<string, CallFailed> => {
+  switch (encoded._tag) {
+    case "Done":
+      return Effect.succeed(encoded.answer.body)
+    case "Failed":
+      return Effect.zipRight(Effect.logError(encoded.log, encoded.cause), Effect.fail(encoded.error))
+    case "Async":
+      return Effect.flatMap(encoded.effect, encodedBody)
+  }
+}
+
+// ---------------------------------------------------------------------------
+// stream remotes
+// ---------------------------------------------------------------------------
+
+/**
+ * 10-11 for a stream remote: one fiber runs the stream and writes its status and element lines as they come
+ * (streamResponse.ts); `finish` writes the closing line, or the error status when nothing was sent yet.
+ */
+const runStream = (call: Call, entry: Entry, payload: unknown, admitted: Admitted): void => {
+  const { ctx } = call
+  const elements = ctx.core.executeStream(entry, payload, admitted, () => started(call))
+  const fiber = ctx.core.fork(
+    streamResponse.write(call.res, elements, {
+      itemLine: (element) => encodedBody(encodeOk(entry, element, itemLine)),
+      declaredLine: (error) => encodedBody(encodeDeclared(entry, error, errLine)),
+      opened: () => {
+        call.streamed = true
+      },
+      sent: (n) => {
+        call.items += n
+      }
+    })
+  )
+  fiber.addObserver((exit) => {
+    if (Exit.isSuccess(exit)) {
+      return finish(call, { _tag: "Answered", answer: { outcome: exit.value.outcome, body: exit.value.line } })
+    }
+    settleFailure(call, exit.cause)
+  })
+  call.res.once("close", () => {
+    if (!call.finished) fiber.unsafeInterruptAsFork(clientGone)
+  })
+}
 
 // ---------------------------------------------------------------------------
 // reading and writing

@@ -4,8 +4,9 @@
  */
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import type * as HttpClient from "@effect/platform/HttpClient"
-import { Cause, Effect, Exit, ManagedRuntime } from "effect"
+import { Cause, Effect, Exit, ManagedRuntime, Stream } from "effect"
 import type * as Remote from "../Remote.js"
+import * as iterable from "./asyncIterable.js"
 import * as internal from "./client.js"
 import * as TlsClient from "./tlsClient.js"
 
@@ -13,10 +14,10 @@ import * as TlsClient from "./tlsClient.js"
 let runtime: ManagedRuntime.ManagedRuntime<HttpClient.HttpClient, never> | undefined
 
 /** A client whose calls return Promises that reject with the error value itself, not a FiberFailure. @internal */
-export const make = <Defs extends Remote.AnySpec>(
+export const make = <Defs extends Remote.AnyDefinitionSpec>(
   spec: internal.Spec<Defs>,
   options: internal.Options & { readonly tls?: TlsClient.ClientOptions | undefined }
-): Record<string, (payload: unknown) => Promise<unknown>> => {
+): Record<string, (payload: unknown) => Promise<unknown> | AsyncIterable<unknown>> => {
   // A client with TLS options has its own agents (its runtime lives as long as the client does).
   const rt =
     options.tls === undefined
@@ -24,15 +25,19 @@ export const make = <Defs extends Remote.AnySpec>(
       : ManagedRuntime.make(TlsClient.clientLayer(options.tls))
   const client = rt.runSync(internal.make(spec, options)) as unknown as Record<
     string,
-    (payload: unknown) => Effect.Effect<unknown, unknown>
+    (payload: unknown) => Effect.Effect<unknown, unknown> | Stream.Stream<unknown, unknown>
   >
-  const out: Record<string, (payload: unknown) => Promise<unknown>> = {}
+  const out: Record<string, (payload: unknown) => Promise<unknown> | AsyncIterable<unknown>> = {}
   for (const [name, call] of Object.entries(client)) {
-    out[name] = (payload) =>
-      rt.runPromiseExit(call(payload)).then((exit) => {
+    out[name] = (payload) => {
+      const result = call(payload)
+      // A stream remote's method builds its Stream without requirements (the HTTP client is captured already).
+      if (!Effect.isEffect(result)) return iterable.make(result)
+      return rt.runPromiseExit(result).then((exit) => {
         if (Exit.isSuccess(exit)) return exit.value
         throw Cause.squash(exit.cause)
       })
+    }
   }
   return out
 }

@@ -1,6 +1,7 @@
 import {
   Cause,
   Clock,
+  Context,
   Deferred,
   Duration,
   Effect,
@@ -9,11 +10,13 @@ import {
   Fiber,
   FiberId,
   Layer,
+  Mailbox,
   Option,
   ParseResult,
   Runtime,
   Schema,
   Scope,
+  Stream,
   SubscriptionRef
 } from "effect"
 import * as Benchmark from "../Benchmark.js"
@@ -35,6 +38,7 @@ import {
   WorkerUnavailable
 } from "../WorkerError.js"
 import { Admission, Load } from "./admission.js"
+import * as Batcher from "./batcher.js"
 import { formatIssues } from "./issues.js"
 import * as Metrics from "./metrics.js"
 import { activeRegistries, latest, Registry } from "./registry.js"
@@ -71,19 +75,29 @@ export type Options = WorkerOptions
 
 export type InvokeError = RemoteNotFound | PayloadInvalid | WorkerUnavailable | CallTimeout | CallFailed | RemoteFailure
 
-export interface Worker<Provides, Remotes extends Remote.Any> {
+/**
+ * What `call` returns for a remote: an Effect of its success for a plain or batched remote, a Stream of its elements
+ * for a stream remote. Either fails with the remote's declared error or the worker's own refusals.
+ */
+export type CallResult<Rm> = Rm extends Remote.AnyStream
+  ? Stream.Stream<
+      Schema.Schema.Type<Rm["element"]>,
+      Schema.Schema.Type<Rm["error"]> | WorkerUnavailable | CallTimeout | RemoteNotFound
+    >
+  : Rm extends Remote.Any
+    ? Effect.Effect<
+        Schema.Schema.Type<Rm["success"]>,
+        Schema.Schema.Type<Rm["error"]> | WorkerUnavailable | CallTimeout | RemoteNotFound
+      >
+    : never
+
+export interface Worker<Provides, Remotes extends Remote.Definition> {
   readonly deployment: Deployment.Deployment<Provides, any, Remotes>
   readonly status: SubscriptionRef.SubscriptionRef<Status>
   readonly report: Effect.Effect<Report>
   readonly awaitReady: Effect.Effect<void, StartupFailed>
   readonly invoke: (name: string, payload: unknown) => Effect.Effect<unknown, InvokeError>
-  readonly call: <Rm extends Remotes>(
-    remote: Rm,
-    payload: Schema.Schema.Type<Rm["payload"]>
-  ) => Effect.Effect<
-    Schema.Schema.Type<Rm["success"]>,
-    Schema.Schema.Type<Rm["error"]> | WorkerUnavailable | CallTimeout | RemoteNotFound
-  >
+  readonly call: <Rm extends Remotes>(remote: Rm, payload: Schema.Schema.Type<Rm["payload"]>) => CallResult<Rm>
   readonly stats: Effect.Effect<ReadonlyArray<RemoteStats>>
   readonly metrics: Effect.Effect<Metrics.Snapshot>
   readonly shutdown: Effect.Effect<void, ShutdownFailed>
@@ -97,12 +111,15 @@ export interface Worker<Provides, Remotes extends Remote.Any> {
  * needs an async step); the call path falls back to the Effect form then.
  */
 export interface Entry {
-  readonly remote: Remote.Any
+  readonly remote: Remote.Definition
   readonly admission: Admission
+  /** A batched remote's batcher (made once the contexts have entered): its calls are submitted to it. */
+  batcher: Batcher.Batcher<unknown, unknown, unknown> | undefined
   readonly maxQueueTime: Duration.Duration | undefined
   readonly timeout: Duration.Duration | undefined
   readonly decodeSync: (u: unknown) => Either.Either<unknown, PayloadInvalid> | undefined
   readonly decode: (u: unknown) => Effect.Effect<unknown, PayloadInvalid>
+  /** The success value by the success Schema; for a stream remote, one element by the element Schema. */
   readonly encodeSuccess: (u: unknown) => Effect.Effect<unknown, ParseResult.ParseError>
   readonly encodeError: (u: unknown) => Effect.Effect<unknown, ParseResult.ParseError>
   /** The encoders, synchronously; `undefined` when the Schema needs an async step (use the Effect form then). */
@@ -120,15 +137,17 @@ export interface Admitted {
  * remote, admit the call synchronously (or refuse it), fork its execution with the entered contexts, record how it
  * ended. `invoke` and `call` are built from the same steps.
  */
-export interface Core<Provides, Remotes extends Remote.Any> extends Worker<Provides, Remotes> {
+export interface Core<Provides, Remotes extends Remote.Definition> extends Worker<Provides, Remotes> {
   readonly entry: (name: string) => Entry | undefined
   readonly knownRemotes: ReadonlyArray<string>
   /** Admit a call now, or say why not. `internal` calls (the benchmark) are admitted while benchmarking. */
   readonly admit: (entry: Entry, payload: unknown, internal?: boolean) => Either.Either<Admitted, WorkerUnavailable>
+  /** The workload units of one call (the remote's `workload` function, else its default). */
+  readonly workload: (entry: Entry, payload: unknown) => number
   /**
-   * Run an admitted call: wait for a slot (`onStart` when it has one), run the handler under its timeout, release.
-   * The remote's declared error arrives as `RemoteFailure` (not encoded yet: `encoded` is undefined), never mixed with
-   * the worker's own errors.
+   * Run an admitted call of a plain or batched remote: wait for a slot (`onStart` when it has one; for a batched
+   * remote, when its batch starts), run the handler under its timeout, release. The remote's declared error arrives
+   * as `RemoteFailure` (not encoded yet: `encoded` is undefined), never mixed with the worker's own errors.
    */
   readonly execute: (
     entry: Entry,
@@ -146,10 +165,23 @@ export interface Core<Provides, Remotes extends Remote.Any> extends Worker<Provi
     admitted: Admitted,
     onStart?: () => void
   ) => Fiber.RuntimeFiber<unknown, RemoteFailure | CallTimeout>
+  /**
+   * Run an admitted call of a stream remote: when run, the stream waits for a slot (`onStart` when it has one) and
+   * holds it until it ends; its elements come as the handler produces them (not encoded); the timeout covers the
+   * whole stream. It must be run once (its workload is pending until it ends), with the entered contexts (`fork`).
+   */
+  readonly executeStream: (
+    entry: Entry,
+    payload: unknown,
+    admitted: Admitted,
+    onStart?: () => void
+  ) => Stream.Stream<unknown, RemoteFailure | CallTimeout>
   /** Fork an effect with the entered contexts, tracked so shutdown can interrupt it after the drain timeout. */
   readonly fork: <A, E>(effect: Effect.Effect<A, E, any>) => Fiber.RuntimeFiber<A, E>
   /** Count one call in the metrics. */
   readonly record: (name: string | undefined, outcome: Metrics.Outcome, seconds: number | undefined) => void
+  /** Count elements a stream remote sent. */
+  readonly recordItems: (name: string, items: number) => void
   readonly phase: () => Phase
   readonly statusNow: () => Status
   readonly reportNow: () => Report
@@ -159,6 +191,12 @@ export interface Core<Provides, Remotes extends Remote.Any> extends Worker<Provi
 }
 
 const DEFAULT_DRAIN = Duration.seconds(30)
+
+/** Elements a stream called in process may run ahead of its consumer. */
+const BRIDGE_CAPACITY = 16
+
+/** The size a batcher starts at: a fixed size, or 1 until the benchmark chooses. */
+const batchSize = (batch: Remote.Batching<any, any, any, any>): number => (batch.maxSize === "auto" ? 1 : batch.maxSize)
 
 let callIds = 0
 /** An id to find a failure in the log by; the response carries it, never the cause. */
@@ -173,7 +211,7 @@ export const issuesOf = (error: ParseResult.ParseError): ReadonlyArray<FieldIssu
   formatIssues(error).map((i) => new FieldIssue(i))
 
 /** A synchronous parser when the Schema allows one; `undefined` from it means "needs the async form". */
-const syncDecoder = (remote: Remote.Any) => {
+const syncDecoder = (remote: Remote.Definition) => {
   const schema = remote.payload as unknown as Schema.Schema<unknown, unknown, never>
   const options = { errors: "all", onExcessProperty: "error" } as const
   const sync = ParseResult.decodeUnknownEither(schema, options)
@@ -221,15 +259,16 @@ const hasForbidden = (issue: ParseResult.ParseIssue): boolean => {
   return false
 }
 
-const workloadOf = (remote: Remote.Any, payload: unknown): number => {
+/** A call's workload by the remote's `workload` function, or `fallback` (none, a throw, or not a finite count). */
+const workloadOf = (remote: Remote.Definition, payload: unknown, fallback: number): number => {
   const f = remote.benchmark?.workload
-  if (f === undefined) return Benchmark.DEFAULT_WORKLOAD
+  if (f === undefined) return fallback
   try {
     const w = f(payload)
-    return Number.isFinite(w) && w >= 0 ? w : Benchmark.DEFAULT_WORKLOAD
+    return Number.isFinite(w) && w >= 0 ? w : fallback
   } catch {
     // A workload function that throws must not fail the call: it only feeds an estimate.
-    return Benchmark.DEFAULT_WORKLOAD
+    return fallback
   }
 }
 
@@ -280,7 +319,7 @@ class Lifecycle {
 }
 
 /** @internal */
-export const start = <Provides, E, Remotes extends Remote.Any>(
+export const start = <Provides, E, Remotes extends Remote.Definition>(
   deployment: Deployment.Deployment<Provides, E, Remotes>,
   options: Options = {}
 ): Effect.Effect<Core<Provides, Remotes>, never, Scope.Scope> =>
@@ -304,6 +343,8 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
     // Set once the contexts have entered: calls fork from a runtime that already holds them (providing them per call
     // cost a third of a trivial call's time).
     let runtime: Runtime.Runtime<Provides> | undefined
+    // Batched remotes' batchers run their batches here: closed after the calls, before the contexts exit.
+    const batchersScope = yield* Scope.make()
 
     const setPhase = (next: Phase, error?: string) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) => {
@@ -317,15 +358,21 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
     for (const remote of deployment.remotes.values()) {
       const maxQueueTime = remote.maxQueueTime ?? options.maxQueueTime
       const timeout = remote.timeout ?? callTimeout
+      // A batched remote's calls all enter its batcher, which gathers them and runs `concurrency` batches at once:
+      // admission only counts them, and full batches in every slot is what "running" means.
+      const batch = remote.kind === "unary" ? remote.batch : undefined
+      const slots = batch === undefined ? remote.concurrency : batchSize(batch) * remote.concurrency
+      const successSchema = remote.kind === "stream" ? remote.element : remote.success
       entries.set(remote.name, {
         remote,
-        admission: new Admission(remote.concurrency, remote.maxQueue),
+        admission: new Admission(slots, remote.maxQueue),
+        batcher: undefined,
         maxQueueTime: maxQueueTime === undefined ? undefined : Duration.decode(maxQueueTime),
         timeout: timeout === undefined ? undefined : Duration.decode(timeout),
         ...syncDecoder(remote),
-        encodeSuccess: Schema.encodeUnknown(remote.success as Schema.Schema<unknown, unknown, never>),
+        encodeSuccess: Schema.encodeUnknown(successSchema as Schema.Schema<unknown, unknown, never>),
         encodeError: Schema.encodeUnknown(remote.error as Schema.Schema<unknown, unknown, never>),
-        encodeSuccessSync: syncEncoder(remote.success),
+        encodeSuccessSync: syncEncoder(successSchema),
         encodeErrorSync: syncEncoder(remote.error)
       })
     }
@@ -358,7 +405,7 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
           })
         )
       }
-      const workload = workloadOf(remote, payload)
+      const workload = workloadFor(entry, payload)
       load.add(workload)
       return Either.right({ workload })
     }
@@ -367,27 +414,38 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
     const handlerOf = (entry: Entry, payload: unknown): Effect.Effect<unknown, RemoteFailure | CallTimeout> => {
       const name = entry.remote.name
       const handler = Effect.mapError(
-        entry.remote.handler(payload) as Effect.Effect<unknown, unknown>,
+        (entry.remote as Remote.Any).handler(payload) as Effect.Effect<unknown, unknown>,
         (error) => new RemoteFailure({ remote: name, error, encoded: undefined })
       )
       const timeout = entry.timeout
       if (timeout === undefined) return handler
-      return Effect.timeoutFail(handler, {
-        duration: timeout,
-        onTimeout: () => new CallTimeout({ remote: name, timeoutMillis: Duration.toMillis(timeout) })
-      })
+      return Effect.timeoutFail(handler, { duration: timeout, onTimeout: () => timedOut(entry, timeout) })
     }
+
+    /**
+     * A call's workload: the remote's `workload` function, else for a stream remote the elements per call its
+     * benchmark measured (its unit is one element), else the reference's default.
+     */
+    const workloadFor = (entry: Entry, payload: unknown): number => {
+      const measured = life.benchmark?.remote === entry.remote.name ? life.benchmark.stream : undefined
+      return workloadOf(entry.remote, payload, measured?.meanItemsPerCall ?? Benchmark.DEFAULT_WORKLOAD)
+    }
+
+    const timedOut = (entry: Entry, timeout: Duration.Duration) =>
+      new CallTimeout({ remote: entry.remote.name, timeoutMillis: Duration.toMillis(timeout) })
 
     const execute = (
       entry: Entry,
       payload: unknown,
       admitted: Admitted,
       onStart?: () => void
-    ): Effect.Effect<unknown, RemoteFailure | CallTimeout> =>
-      Effect.ensuring(
+    ): Effect.Effect<unknown, RemoteFailure | CallTimeout> => {
+      if (entry.batcher !== undefined) return executeBatched(entry, entry.batcher, payload, admitted, onStart)
+      return Effect.ensuring(
         entry.admission.run(handlerOf(entry, payload), onStart),
         Effect.sync(() => load.remove(admitted.workload))
       )
+    }
 
     const startCall = (
       entry: Entry,
@@ -395,6 +453,8 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
       admitted: Admitted,
       onStart?: () => void
     ): Fiber.RuntimeFiber<unknown, RemoteFailure | CallTimeout> => {
+      // A batched call waits for its batch in any case: no fast path.
+      if (entry.batcher !== undefined) return fork(executeBatched(entry, entry.batcher, payload, admitted, onStart))
       const slot = entry.admission.tryTake()
       if (slot === undefined) {
         const fiber = fork(entry.admission.run(handlerOf(entry, payload), onStart))
@@ -408,6 +468,77 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
         load.remove(admitted.workload)
       })
       return fiber
+    }
+
+    /**
+     * A batched call: submitted to the remote's batcher, which runs it with others. It is queued until its batch
+     * starts, then running; the timeout counts from that start, as a plain call's counts from its slot.
+     */
+    const executeBatched = (
+      entry: Entry,
+      batcher: Batcher.Batcher<unknown, unknown, unknown>,
+      payload: unknown,
+      admitted: Admitted,
+      onStart: (() => void) | undefined
+    ): Effect.Effect<unknown, RemoteFailure | CallTimeout> =>
+      Effect.suspend(() => {
+        const name = entry.remote.name
+        const counted = entry.admission.track()
+        const timeout = entry.timeout
+        const began = timeout === undefined ? undefined : Deferred.unsafeMake<void>(FiberId.none)
+        const started = () => {
+          counted.start()
+          if (began !== undefined) Deferred.unsafeDone(began, Exit.void)
+          onStart?.()
+        }
+        let result: Effect.Effect<unknown, RemoteFailure | CallTimeout> = Effect.mapError(
+          batcher.submit(payload, { started }),
+          (error) => new RemoteFailure({ remote: name, error, encoded: undefined })
+        )
+        if (timeout !== undefined) {
+          result = Effect.raceFirst(
+            result,
+            Deferred.await(began!).pipe(
+              Effect.zipRight(Effect.sleep(timeout)),
+              Effect.zipRight(Effect.fail(timedOut(entry, timeout)))
+            )
+          )
+        }
+        return Effect.ensuring(
+          result,
+          Effect.sync(() => {
+            counted.done()
+            load.remove(admitted.workload)
+          })
+        )
+      })
+
+    const executeStream = (
+      entry: Entry,
+      payload: unknown,
+      admitted: Admitted,
+      onStart?: () => void
+    ): Stream.Stream<unknown, RemoteFailure | CallTimeout> => {
+      const remote = entry.remote as Remote.AnyStream
+      const name = remote.name
+      // A handler that throws while building its stream is a defect of the call, not of the worker.
+      let elements: Stream.Stream<unknown, RemoteFailure | CallTimeout> = Stream.suspend(
+        () => remote.handler(payload) as Stream.Stream<unknown, unknown>
+      ).pipe(Stream.mapError((error) => new RemoteFailure({ remote: name, error, encoded: undefined })))
+      const timeout = entry.timeout
+      if (timeout !== undefined) {
+        // The whole stream, from its start: a per-element timeout would let a slow stream run forever.
+        elements = Stream.interruptWhen(
+          elements,
+          Effect.zipRight(Effect.sleep(timeout), Effect.fail(timedOut(entry, timeout)))
+        )
+      }
+      return Stream.unwrapScoped(
+        Effect.addFinalizer(() => Effect.sync(() => load.remove(admitted.workload))).pipe(
+          Effect.zipRight(entry.admission.hold(onStart)),
+          Effect.as(elements)
+        )
+      )
     }
 
     const fork = <A, E>(effect: Effect.Effect<A, E, any>): Fiber.RuntimeFiber<A, E> => {
@@ -441,7 +572,7 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
         )
       })
 
-    const call = (remote: Remote.Any, payload: unknown, internal = false) => {
+    const callUnary = (remote: Remote.Any, payload: unknown, internal = false) => {
       const entry = entries.get(remote.name)
       if (entry === undefined || entry.remote !== remote) return Effect.fail(notFound(remote.name))
       return Effect.catchIf(
@@ -450,6 +581,60 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
         (e) => Effect.fail(e.error)
       )
     }
+
+    /**
+     * Run a stream on a fiber of the worker's (with the entered contexts, tracked so the drain can interrupt it) and
+     * hand its elements to the consumer, in whatever fiber it runs, through a small buffer: a slow consumer slows the
+     * producer. A consumer that stops early interrupts the producer and waits for its finalizers. `onExit` learns how
+     * the producer ended, and whether it was the consumer that stopped it.
+     */
+    const bridge = <A, E>(
+      stream: Stream.Stream<A, E, any>,
+      onExit?: (exit: Exit.Exit<void, E>, consumerLeft: boolean) => Effect.Effect<void>
+    ): Stream.Stream<A, E> =>
+      Stream.unwrapScoped(
+        Effect.gen(function* () {
+          const mailbox = yield* Mailbox.make<A, E>(BRIDGE_CAPACITY)
+          let consumerLeft = false
+          const fiber = fork(
+            Stream.runForEachChunk(stream, (chunk) => mailbox.offerAll(chunk)).pipe(
+              Effect.onExit((exit) =>
+                Effect.zipRight(onExit === undefined ? Effect.void : onExit(exit, consumerLeft), mailbox.done(exit))
+              )
+            )
+          )
+          yield* Effect.addFinalizer(() =>
+            Effect.suspend(() => {
+              consumerLeft = true
+              return Fiber.interrupt(fiber)
+            })
+          )
+          return Mailbox.toStream(mailbox)
+        })
+      )
+
+    /** Admit a stream call when the stream runs (in the producer's fiber), then run it. */
+    const admitted = (
+      entry: Entry,
+      payload: unknown,
+      internal: boolean
+    ): Stream.Stream<unknown, RemoteFailure | CallTimeout | WorkerUnavailable> =>
+      Stream.suspend((): Stream.Stream<unknown, RemoteFailure | CallTimeout | WorkerUnavailable> => {
+        const admission = admit(entry, payload, internal)
+        if (Either.isLeft(admission)) return Stream.fail(admission.left)
+        return executeStream(entry, payload, admission.right)
+      })
+
+    const callStream = (remote: Remote.AnyStream, payload: unknown, internal = false) => {
+      const entry = entries.get(remote.name)
+      if (entry === undefined || entry.remote !== remote) return Stream.fail(notFound(remote.name))
+      return Stream.mapError(bridge(admitted(entry, payload, internal)), (e) =>
+        e._tag === "RemoteFailure" ? e.error : e
+      )
+    }
+
+    const call = (remote: Remote.Definition, payload: unknown, internal = false) =>
+      remote.kind === "stream" ? callStream(remote, payload, internal) : callUnary(remote, payload, internal)
 
     const defect = (name: string, cause: Cause.Cause<unknown>) =>
       Effect.gen(function* () {
@@ -463,42 +648,84 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
         })
       })
 
+    /** A failed call as `invoke` reports it: the declared error encoded in a `RemoteFailure`, defects with an id. */
+    const invokeFailure = (entry: Entry, cause: Cause.Cause<unknown>): Effect.Effect<never, InvokeError> => {
+      const name = entry.remote.name
+      const failure = Cause.failureOption(cause)
+      if (Option.isSome(failure)) {
+        const e = failure.value as InvokeError
+        if (e._tag !== "RemoteFailure") return Effect.fail(e)
+        return entry.encodeError(e.error).pipe(
+          Effect.matchEffect({
+            onSuccess: (encoded) => Effect.fail(new RemoteFailure({ remote: name, error: e.error, encoded })),
+            onFailure: () => defect(name, cause)
+          })
+        )
+      }
+      if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause as Cause.Cause<never>)
+      return defect(name, cause)
+    }
+
+    const encodeResult = (entry: Entry, value: unknown): Effect.Effect<unknown, CallFailed> => {
+      const name = entry.remote.name
+      const what = entry.remote.kind === "stream" ? "an element its element schema" : "a value its success schema"
+      return entry.encodeSuccess(value).pipe(
+        Effect.catchAll((e) =>
+          Effect.gen(function* () {
+            const id = failureId()
+            yield* Effect.logError(`Remote "${name}" returned ${what} cannot encode [id ${id}]`, e)
+            return yield* new CallFailed({
+              remote: name,
+              reason: "encode",
+              detail:
+                entry.remote.kind === "stream"
+                  ? "an element does not match the remote's element schema"
+                  : "the result does not match the remote's success schema",
+              id
+            })
+          })
+        )
+      )
+    }
+
     /** The untyped in-process path: decode, admit, run, encode the result (or the declared error) by the Schemas. */
-    const invokeEntry = (entry: Entry, payload: unknown): Effect.Effect<unknown, InvokeError> => {
+    const invokeEntry = (entry: Entry, payload: unknown): Effect.Effect<unknown, InvokeError> =>
+      entry.decode(payload).pipe(
+        Effect.flatMap((decoded) => callEntry(entry, decoded, false)),
+        Effect.catchAllCause((cause) => invokeFailure(entry, cause)),
+        Effect.flatMap((value) => encodeResult(entry, value))
+      )
+
+    const timed = (name: string, exit: Exit.Exit<unknown, InvokeError>, t0: bigint, outcome?: Metrics.Outcome) =>
+      Effect.map(Clock.currentTimeNanos, (t1) => {
+        const o = outcome ?? outcomeOf(exit)
+        const ran = o !== "invalid" && o !== "rejected"
+        recorder.record(name, o, ran ? Number(t1 - t0) / 1e9 : undefined)
+      })
+
+    /**
+     * `invoke` of a stream remote: the payload is decoded now (`PayloadInvalid` fails the Effect); the Stream it
+     * returns is the call, admitted when it runs, with its elements encoded by the element Schema. Counted in the
+     * metrics when it ends (`cancelled` when the consumer stops it early).
+     */
+    const invokeStream = (entry: Entry, payload: unknown): Effect.Effect<unknown, InvokeError> => {
       const name = entry.remote.name
       return entry.decode(payload).pipe(
-        Effect.flatMap((decoded) => callEntry(entry, decoded, false)),
-        Effect.catchAllCause((cause): Effect.Effect<never, InvokeError> => {
-          const failure = Cause.failureOption(cause)
-          if (Option.isSome(failure)) {
-            const e = failure.value
-            if (e._tag !== "RemoteFailure") return Effect.fail(e)
-            return entry.encodeError(e.error).pipe(
-              Effect.matchEffect({
-                onSuccess: (encoded) => Effect.fail(new RemoteFailure({ remote: name, error: e.error, encoded })),
-                onFailure: () => defect(name, cause)
-              })
-            )
-          }
-          if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause as Cause.Cause<never>)
-          return defect(name, cause)
-        }),
-        Effect.flatMap((value) =>
-          entry.encodeSuccess(value).pipe(
-            Effect.catchAll((e) =>
-              Effect.gen(function* () {
-                const id = failureId()
-                yield* Effect.logError(
-                  `Remote "${name}" returned a value its success schema cannot encode [id ${id}]`,
-                  e
-                )
-                return yield* new CallFailed({
-                  remote: name,
-                  reason: "encode",
-                  detail: "the result does not match the remote's success schema",
-                  id
-                })
-              })
+        Effect.tapError(() => Effect.sync(() => recorder.record(name, "invalid", undefined))),
+        Effect.map((decoded) =>
+          Stream.unwrap(
+            Effect.map(Clock.currentTimeNanos, (t0) =>
+              bridge(
+                admitted(entry, decoded, false).pipe(
+                  Stream.mapEffect((element) => encodeResult(entry, element)),
+                  Stream.mapChunks((chunk) => {
+                    recorder.items(name, chunk.length)
+                    return chunk
+                  }),
+                  Stream.catchAllCause((cause) => Stream.fromEffect(invokeFailure(entry, cause)))
+                ),
+                (exit, consumerLeft) => timed(name, exit, t0, consumerLeft ? "cancelled" : undefined)
+              )
             )
           )
         )
@@ -511,14 +738,9 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
         recorder.unknownRemote++
         return Effect.fail(notFound(name))
       }
+      if (entry.remote.kind === "stream") return invokeStream(entry, payload)
       return Effect.flatMap(Clock.currentTimeNanos, (t0) =>
-        Effect.onExit(invokeEntry(entry, payload), (exit) =>
-          Effect.map(Clock.currentTimeNanos, (t1) => {
-            const outcome = outcomeOf(exit)
-            const ran = outcome !== "invalid" && outcome !== "rejected"
-            recorder.record(name, outcome, ran ? Number(t1 - t0) / 1e9 : undefined)
-          })
-        )
+        Effect.onExit(invokeEntry(entry, payload), (exit) => timed(name, exit, t0))
       )
     }
 
@@ -560,6 +782,55 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
       })
     }
 
+    /** One batcher per batched remote, running its batches with the entered contexts. */
+    const makeBatchers = (contexts: Context.Context<Provides>) =>
+      Effect.forEach(
+        entries.values(),
+        (entry) => {
+          const remote = entry.remote
+          if (remote.kind !== "unary" || remote.batch === undefined) return Effect.void
+          const batch = remote.batch
+          return Batcher.make<unknown, unknown, unknown, Provides>({
+            maxSize: batchSize(batch),
+            maxWait: batch.maxWait,
+            concurrency: remote.concurrency,
+            run: batch.handler as Batcher.Options<unknown, unknown, unknown, Provides>["run"]
+          }).pipe(
+            Effect.tap((batcher) => {
+              entry.batcher = batcher
+            }),
+            Scope.extend(batchersScope),
+            Effect.provide(contexts),
+            Effect.locally(WorkerContext.currentRegistry, registry)
+          )
+        },
+        { discard: true }
+      )
+
+    /**
+     * The benchmark, by the kind of remote: elements per second for a stream remote; for `maxSize: "auto"`, the batch
+     * sizes measured on the batch handler, then the batcher set to the size chosen; otherwise calls through the
+     * worker's own call path (a fixed-size batched remote's go through its batcher).
+     */
+    const benchmark = (remote: Remote.Definition): Effect.Effect<Benchmark.Result, BenchmarkFailed> => {
+      if (remote.kind === "stream") return Benchmark.runStream(remote, (p) => callStream(remote, p, true))
+      const batch = remote.batch
+      const entry = entries.get(remote.name)!
+      if (batch?.maxSize === "auto" && entry.batcher !== undefined) {
+        const batcher = entry.batcher
+        return Benchmark.runBatchSizes(remote, (payloads) => runForked(batch.handler(payloads))).pipe(
+          Effect.tap((result) =>
+            Effect.suspend(() => {
+              const size = result.batch?.size ?? 1
+              entry.admission.setConcurrency(size * remote.concurrency)
+              return batcher.setMaxSize(size)
+            })
+          )
+        )
+      }
+      return Benchmark.run(remote, (p) => callUnary(remote, p, true))
+    }
+
     const startup = Effect.gen(function* () {
       const built = yield* Layer.buildWithScope(deployment.layer, contextsScope).pipe(
         Effect.locally(WorkerContext.currentRegistry, registry),
@@ -571,11 +842,10 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
           Effect.provide(built.value),
           Effect.locally(WorkerContext.currentRegistry, registry)
         )
+        yield* makeBatchers(built.value)
         if (options.benchmark !== false) {
           yield* setPhase("benchmarking")
-          const bench = yield* Benchmark.run(deployment.benchmarkRemote, (p) =>
-            call(deployment.benchmarkRemote, p, true)
-          ).pipe(Effect.exit)
+          const bench = yield* benchmark(deployment.benchmarkRemote).pipe(Effect.exit)
           if (Exit.isSuccess(bench)) life.benchmark = bench.value
           result = bench
         }
@@ -587,6 +857,7 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
         yield* Deferred.succeed(ready, undefined)
       } else {
         // Roll back: exit every context that entered, handing it the failure.
+        yield* Scope.close(batchersScope, Exit.void)
         yield* Scope.close(contextsScope, result)
         const error = startupFailed(result.cause)
         yield* setPhase("failed", error.message)
@@ -618,6 +889,8 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
         }
         // Calls still running after the grace period are interrupted; their callers see the interruption.
         yield* Fiber.interruptAll([...inflight])
+        // Then the batchers: a batch whose callers all left is interrupted already; none is left to start.
+        yield* Scope.close(batchersScope, Exit.void)
         const startupFailedAlready = life.phase === "failed"
         if (!startupFailedAlready) yield* setPhase("stopping")
         yield* Fiber.interrupt(startupFiber)
@@ -662,7 +935,12 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
       phase: life.phase,
       remotes: [...recorder.remotes.values()].map((r) => {
         const entry = entries.get(r.name)
-        return { ...r, running: entry?.admission.running ?? 0, queued: entry?.admission.queued ?? 0 }
+        return {
+          ...r,
+          running: entry?.admission.running ?? 0,
+          queued: entry?.admission.queued ?? 0,
+          stream: entry?.remote.kind === "stream"
+        }
       }),
       unknownRemote: recorder.unknownRemote,
       contexts: registry.snapshot(),
@@ -676,7 +954,10 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
       report: Effect.sync(reportNow),
       awaitReady: Deferred.await(ready),
       invoke,
-      call: ((remote: Remote.Any, payload: unknown) => call(remote, payload)) as Worker<Provides, Remotes>["call"],
+      call: ((remote: Remote.Definition, payload: unknown) => call(remote, payload)) as unknown as Worker<
+        Provides,
+        Remotes
+      >["call"],
       stats: Effect.sync(() =>
         [...entries.values()].map((e) => ({
           name: e.remote.name,
@@ -695,11 +976,14 @@ export const start = <Provides, E, Remotes extends Remote.Any>(
       admit,
       execute,
       start: startCall,
+      workload: workloadFor,
+      executeStream,
       fork,
       record: (name, outcome, seconds) => {
         if (name === undefined) recorder.unknownRemote++
         else recorder.record(name, outcome, seconds)
       },
+      recordItems: (name, items) => recorder.items(name, items),
       phase: () => life.phase,
       statusNow: () => ({ phase: life.phase, since: life.since, error: life.lastError }),
       reportNow,
