@@ -170,7 +170,7 @@ describe("stream remotes over HTTP", () => {
       const lines = yield* rest(declared)
       expect(lines.slice(0, 2)).toEqual([{ item: "a" }, { item: "b" }])
       expect(lines[2]).toMatchObject({
-        err: { type: "obj", class: "OutOfTokens", contents: { _tag: "OutOfTokens", after: 2 } }
+        err: { type: "obj", contents: { _tag: "OutOfTokens", after: 2 } }
       })
       expect(lines).toHaveLength(3)
 
@@ -178,14 +178,13 @@ describe("stream remotes over HTTP", () => {
       const defect = yield* rest(yield* open(`${url}/remote/words`, { payload: {} }))
       expect(defect[0]).toEqual({ item: "a" })
       const err = (defect[1] as { err: { class: string; contents: Record<string, unknown> } }).err
-      expect(err.class).toBe("CallFailed")
-      expect(err.contents).toMatchObject({ reason: "defect", remote: "words" })
+      expect(err.contents).toMatchObject({ _tag: "CallFailed", reason: "defect", remote: "words" })
       expect(err.contents["id"]).toMatch(/\S/)
       expect(JSON.stringify(err)).not.toContain("fell over")
 
       const timedOut = yield* rest(yield* open(`${url}/remote/slow`, { payload: {} }))
       expect(timedOut[0]).toEqual({ item: 1 })
-      expect(timedOut[1]).toMatchObject({ err: { class: "CallTimeout", contents: { timeoutMillis: 300 } } })
+      expect(timedOut[1]).toMatchObject({ err: { contents: { _tag: "CallTimeout", timeoutMillis: 300 } } })
       const metrics = yield* metricsOf(url)
       expect(metrics).toContain(`remote="words",outcome="error"} 1`)
       expect(metrics).toContain(`remote="words",outcome="defect"} 1`)
@@ -239,7 +238,7 @@ describe("stream remotes over HTTP", () => {
       expect(declared.status).toBe(200)
       expect(declared.headers.get("content-type")).toBe("application/x-ndjson")
       expect(declared.text.trim().split("\n")).toHaveLength(1)
-      expect(JSON.parse(declared.text)).toMatchObject({ err: { class: "OutOfTokens" } })
+      expect(JSON.parse(declared.text)).toMatchObject({ err: { contents: { _tag: "OutOfTokens", after: 0 } } })
     })
   )
 

@@ -1,7 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, TestClock } from "effect"
+import { Chunk, Effect, Fiber, Stream, TestClock } from "effect"
 import * as ConstructorArgs from "../examples/constructor-args.js"
 import * as Square from "../examples/square.js"
+import * as Streaming from "../examples/streaming.js"
 import * as TokenizerModel from "../examples/tokenizer-model.js"
 import * as Worker from "../src/Worker.js"
 
@@ -29,6 +30,33 @@ describe("examples", () => {
       expect(yield* worker.invoke("vocabSize", {})).toBe(8)
       const invalid = yield* Effect.flip(worker.invoke("generate", { prompt: "the", maxTokens: 100 }))
       expect(invalid._tag).toBe("PayloadInvalid")
+    })
+  )
+
+  it.scoped("streaming: tokens one by one; the benchmark chooses embed's batch size from its cost curve", () =>
+    Effect.gen(function* () {
+      const started = yield* Effect.fork(Worker.make(Streaming.app))
+      yield* TestClock.adjust("1 minute")
+      const worker = yield* Fiber.join(started)
+      // 40 ms + 5 ms a text: 16 texts take 120 ms (+ 10 ms wait, within 150 ms); 32 take 200 ms (over).
+      const report = yield* worker.report
+      expect(report.benchmark?.batch?.size).toBe(16)
+      expect(report.benchmark?.batch?.points.map((p) => [p.size, p.p90Millis])).toEqual([
+        [1, 45],
+        [2, 50],
+        [4, 60],
+        [8, 80],
+        [16, 120],
+        [32, 200]
+      ])
+      const tokens = yield* Effect.fork(
+        Stream.runCollect(worker.call(Streaming.generate, { prompt: "a cat", maxTokens: 4 }))
+      )
+      yield* TestClock.adjust("80 millis")
+      expect(Chunk.toReadonlyArray(yield* Fiber.join(tokens))).toEqual(["a", "cat", "sat", "on"])
+      const embedded = yield* Effect.fork(worker.call(Streaming.embed, { text: "the cat" }))
+      yield* TestClock.adjust("60 millis")
+      expect(yield* Fiber.join(embedded)).toEqual([7, 2, 2 / 7])
     })
   )
 
