@@ -301,10 +301,11 @@ export const make = (options: Options): Effect.Effect<Reporter> =>
 /**
  * The reporter's options from the reference's environment: `REPORT_ADDR`, `CONTAINER_ID`, `MASTER_TOKEN`,
  * `PUBLIC_IPADDR`, `VAST_TCP_PORT_<port>`, `USE_SSL`. `port` is the port the worker listens on (default
- * `WORKER_PORT`, else 8000): the public URL maps it. `None` when `REPORT_ADDR` is not set.
+ * `WORKER_PORT`, else 8000): the public URL maps it; `ssl` whether it serves HTTPS (default `USE_SSL`). `None` when
+ * `REPORT_ADDR` is not set.
  */
 export const optionsFromEnv = (
-  options: { readonly port?: number | undefined } = {}
+  options: { readonly port?: number | undefined; readonly ssl?: boolean | undefined } = {}
 ): Effect.Effect<Option.Option<Options>, ConfigError.ConfigError> =>
   Effect.gen(function* () {
     const addrs = yield* Config.option(Config.string("REPORT_ADDR"))
@@ -312,7 +313,7 @@ export const optionsFromEnv = (
     const workerPort = options.port ?? (yield* Config.integer("WORKER_PORT").pipe(Config.withDefault(8000)))
     const publicPort = yield* Config.integer(`VAST_TCP_PORT_${workerPort}`).pipe(Config.withDefault(workerPort))
     const publicIp = yield* Config.string("PUBLIC_IPADDR").pipe(Config.withDefault("127.0.0.1"))
-    const ssl = yield* Config.boolean("USE_SSL").pipe(Config.withDefault(false))
+    const ssl = options.ssl ?? (yield* Config.boolean("USE_SSL").pipe(Config.withDefault(false)))
     return Option.some({
       reportAddrs: addrs.value
         .split(",")

@@ -13,7 +13,7 @@ import type * as Metrics from "./internal/metrics.js"
 import * as internal from "./internal/worker.js"
 import type * as Remote from "./Remote.js"
 import * as WorkerConfig from "./WorkerConfig.js"
-import type { ListenFailed, StartupFailed } from "./WorkerError.js"
+import type { ListenFailed, StartupFailed, TlsConfigInvalid } from "./WorkerError.js"
 
 /**
  * The lifecycle state: `starting` (contexts entering), `benchmarking`, `ready` (serving), `draining` (no new calls,
@@ -123,8 +123,11 @@ export type Address = http.Address
 export interface Served<Provides = any, Remotes extends Remote.Definition = Remote.Definition> {
   readonly worker: Worker<Provides, Remotes>
   readonly address: Address
-  /** `http://host:port`, with the port chosen when `port` was 0. */
+  /** `http://host:port` (`https://` with TLS on), with the port chosen when `port` was 0. */
   readonly url: string
+  /** The HTTP-only listener that serves `POST /session/end` for the platform's webhooks (`httpPort`). */
+  readonly httpAddress: Address
+  readonly httpUrl: string
 }
 
 /**
@@ -133,12 +136,15 @@ export interface Served<Provides = any, Remotes extends Remote.Definition = Remo
  * layer drains calls (new ones get 503), exits every context, and only then stops listening. Logs the address, the
  * start-up report and a ready line.
  *
- * Routes: `POST /remote/<name>` (the reference's envelope and value encoding), `GET /health`, `GET /ready`,
- * `GET /metrics` (Prometheus text).
+ * Routes: `POST /remote/<name>` (the reference's envelope and value encoding), the reference's session routes
+ * (`POST /session/create`, `/session/get`, `/session/health`, `/session/end`), `GET /health`, `GET /ready`,
+ * `GET /metrics` (Prometheus text); HTTPS with `tls` (`USE_SSL=true`). A second, HTTP-only listener on `httpPort`
+ * serves `POST /session/end` for the platform's webhooks.
  */
 export const layer = <Provides, E, Remotes extends Remote.Definition>(
   deployment: Deployment.Deployment<Provides, E, Remotes>
-): Layer.Layer<never, ListenFailed, WorkerConfig.WorkerConfig> => http.layer(deployment, formatReport)
+): Layer.Layer<never, ListenFailed | TlsConfigInvalid, WorkerConfig.WorkerConfig> =>
+  http.layer(deployment, formatReport)
 
 /**
  * {@link layer} configured by `options`, then the environment (see {@link WorkerConfig.ServeOptions}). The process
@@ -156,7 +162,7 @@ export const layer = <Provides, E, Remotes extends Remote.Definition>(
 export const serve = <Provides, E, Remotes extends Remote.Definition>(
   deployment: Deployment.Deployment<Provides, E, Remotes>,
   options?: ServeOptions
-): Layer.Layer<never, ListenFailed | ConfigError.ConfigError> =>
+): Layer.Layer<never, ListenFailed | TlsConfigInvalid | ConfigError.ConfigError> =>
   layer(deployment).pipe(Layer.provide(WorkerConfig.layerFromEnv(options)))
 
 /**
@@ -166,5 +172,5 @@ export const serve = <Provides, E, Remotes extends Remote.Definition>(
 export const serveEffect = <Provides, E, Remotes extends Remote.Definition>(
   deployment: Deployment.Deployment<Provides, E, Remotes>,
   options?: ServeOptions
-): Effect.Effect<Served<Provides, Remotes>, ListenFailed | ConfigError.ConfigError, Scope.Scope> =>
+): Effect.Effect<Served<Provides, Remotes>, ListenFailed | TlsConfigInvalid | ConfigError.ConfigError, Scope.Scope> =>
   http.serveEffect(deployment, options)

@@ -8,6 +8,8 @@
 import type { Duration } from "effect"
 import { Config, ConfigError, ConfigProvider, Context, Effect, Layer, Option, Redacted } from "effect"
 import * as EngineReport from "./EngineReport.js"
+import * as Sessions from "./internal/sessions.js"
+import * as Tls from "./internal/tls.js"
 
 /**
  * How `POST /remote/<name>` checks callers.
@@ -56,6 +58,9 @@ export interface WorkerOptions {
  * | `maxQueueTime` | `WORKER_MAX_QUEUE_TIME`                | none                         |
  * | `auth`         | `WORKER_AUTH` = `none`/`token`/`signed`, `WORKER_TOKEN`, `WORKER_PUBLIC_KEY`, `REPORT_ADDR`, `UNSECURED` | see below |
  * | `report`       | `REPORT_ADDR` (off without it), `CONTAINER_ID`, `MASTER_TOKEN`, `PUBLIC_IPADDR`, `VAST_TCP_PORT_<port>`, `USE_SSL` | |
+ * | `tls`          | `USE_SSL=true`, `WORKER_TLS_CERT`, `WORKER_TLS_KEY` | off; `/etc/instance.crt`, `/etc/instance.key` |
+ * | `httpPort`     | `WORKER_HTTP_PORT`                     | `port + 1` (0 when `port` is 0) |
+ * | `maxSessions`  | `WORKER_MAX_SESSIONS`                  | 10                           |
  *
  * Auth defaults as the reference: with `REPORT_ADDR` set, `signed` (key from `REPORT_ADDR/pubkey/`) unless
  * `UNSECURED=true`; otherwise `token` when `WORKER_TOKEN` is set, else `none`.
@@ -87,6 +92,18 @@ export interface ServeOptions extends WorkerOptions {
    * - Shutdown: after the drain and the context exits, the finished calls and one last status (no load working).
    */
   readonly report?: EngineReport.Options | false | undefined
+  /**
+   * Serve HTTPS on `port` with this certificate (PEM files), as the reference does with `USE_SSL=true` and the
+   * instance certificate; `false` serves plain HTTP whatever the environment says. The files are read and checked at
+   * start-up: a missing, unreadable or mismatched file fails it with `TlsConfigInvalid` naming the file.
+   */
+  readonly tls?: { readonly certPath?: string | undefined; readonly keyPath?: string | undefined } | false | undefined
+  /**
+   * The HTTP-only port that serves `POST /session/end` for the platform's webhooks (plain HTTP even with TLS on).
+   */
+  readonly httpPort?: number | undefined
+  /** How many sessions may be open at once; a create past it is 429. 0 turns sessions off. */
+  readonly maxSessions?: number | undefined
 }
 
 /** The resolved configuration of a served worker: every option decided and checked. */
@@ -101,6 +118,10 @@ export interface Resolved {
   readonly auth: Auth
   readonly handleSignals: boolean
   readonly report: EngineReport.Options | undefined
+  /** The certificate and key to serve HTTPS with, or undefined for plain HTTP. */
+  readonly tls: { readonly certPath: string; readonly keyPath: string } | undefined
+  readonly httpPort: number
+  readonly maxSessions: number
 }
 
 /** The resolved configuration as a service. */
@@ -130,7 +151,14 @@ const env = Config.all({
   token: optional(Config.redacted("WORKER_TOKEN")),
   publicKey: optional(Config.string("WORKER_PUBLIC_KEY")),
   reportAddr: optional(Config.string("REPORT_ADDR")),
-  unsecured: Config.boolean("UNSECURED").pipe(Config.withDefault(false))
+  unsecured: Config.boolean("UNSECURED").pipe(Config.withDefault(false)),
+  tls: Tls.config,
+  httpPort: optional(
+    Config.integer("WORKER_HTTP_PORT").pipe(
+      Config.validate({ message: "must be a port number, 0 to 65535", validation: (n) => n >= 0 && n <= 65535 })
+    )
+  ),
+  maxSessions: Sessions.config
 })
 
 const invalid = (name: string, message: string) => ConfigError.InvalidData([name], message)
@@ -173,6 +201,12 @@ const checkOptions = (o: ServeOptions): Effect.Effect<void, ConfigError.ConfigEr
   if (o.maxBodySize !== undefined && !(Number.isInteger(o.maxBodySize) && o.maxBodySize > 0)) {
     return Effect.fail(invalid("maxBodySize", `must be a positive number of bytes, got ${o.maxBodySize}`))
   }
+  if (o.httpPort !== undefined && !(Number.isInteger(o.httpPort) && o.httpPort >= 0 && o.httpPort <= 65535)) {
+    return Effect.fail(invalid("httpPort", `must be a port number, 0 to 65535, got ${o.httpPort}`))
+  }
+  if (o.maxSessions !== undefined && !(Number.isInteger(o.maxSessions) && o.maxSessions >= 0)) {
+    return Effect.fail(invalid("maxSessions", `must be a whole number, 0 or more, got ${o.maxSessions}`))
+  }
   return Effect.void
 }
 
@@ -186,10 +220,19 @@ export const resolve = (options: ServeOptions = {}): Effect.Effect<Resolved, Con
     const e = yield* env
     const auth = yield* resolveAuth(options, e)
     const port = options.port ?? e.port
+    const tls =
+      options.tls === false
+        ? undefined
+        : options.tls !== undefined
+          ? { certPath: options.tls.certPath ?? e.tls.certPath, keyPath: options.tls.keyPath ?? e.tls.keyPath }
+          : e.tls.enabled
+            ? { certPath: e.tls.certPath, keyPath: e.tls.keyPath }
+            : undefined
     const report =
       options.report === false
         ? undefined
-        : (options.report ?? Option.getOrUndefined(yield* EngineReport.optionsFromEnv({ port })))
+        : (options.report ??
+          Option.getOrUndefined(yield* EngineReport.optionsFromEnv({ port, ssl: tls !== undefined })))
     return {
       port,
       host: options.host ?? e.host,
@@ -200,7 +243,11 @@ export const resolve = (options: ServeOptions = {}): Effect.Effect<Resolved, Con
       benchmark: options.benchmark,
       auth,
       handleSignals: options.handleSignals ?? true,
-      report
+      report,
+      tls,
+      // The reference's default: the next port (a free one when the main port is chosen freely).
+      httpPort: options.httpPort ?? e.httpPort ?? (port === 0 ? 0 : port + 1),
+      maxSessions: options.maxSessions ?? e.maxSessions
     }
   })
 

@@ -274,13 +274,17 @@ describe("wire format over HTTP", () => {
     })
   )
 
-  it.scopedLive("500 for a defect carries an id and no stack trace", () =>
+  it.scopedLive("a defect in a remote is its own failure: 200 err with an id and no stack trace (never a 5xx)", () =>
     Effect.gen(function* () {
       const { url } = yield* serve(app)
       const reply = yield* call(url, "boom", {})
-      expect(reply.status).toBe(500)
-      expect(reply.json).toMatchObject({ _tag: "CallFailed", reason: "defect", remote: "boom" })
-      expect(reply.json.id).toMatch(/.+/)
+      expect(reply.status).toBe(200)
+      const err = reply.json.result.err
+      expect(err).toMatchObject({
+        class: "RuntimeError",
+        contents: { _tag: "CallFailed", reason: "defect", remote: "boom" }
+      })
+      expect(err.contents.id).toMatch(/.+/)
       expect(reply.text).not.toContain("TypeError")
       expect(reply.text).not.toMatch(/\bat .*:\d+:\d+/)
     })

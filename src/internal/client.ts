@@ -55,6 +55,7 @@ const ServerError = Schema.Union(
   Unauthorized
 )
 const decodeServerError = Schema.decodeUnknownEither(ServerError)
+const isCallError = Schema.is(ServerError)
 
 const protocol = (remote: string, detail: string) => new CallFailed({ remote, reason: "protocol", detail })
 
@@ -165,16 +166,14 @@ export const make = <Defs extends Remote.AnyDefinitionSpec>(
           )
         }
         if ("err" in result) {
-          const value = yield* Effect.mapError(Wire.decodeValue(result.err), (e) => protocol(name, e.message))
-          const declared = yield* Effect.either(Schema.decodeUnknown(asSchema(remote.error))(value))
-          if (Either.isRight(declared)) return yield* Effect.fail(declared.right)
-          const message = (value as { message?: unknown } | null)?.message
-          return yield* Effect.fail(
-            protocol(
-              name,
-              `the worker sent an undeclared error: ${typeof message === "string" ? message : JSON.stringify(value)}`
-            )
+          const decoded = yield* Effect.mapError(Wire.decodeError(result.err, asSchema(remote.error)), (e) =>
+            protocol(name, e.message)
           )
+          if (decoded._tag === "Declared") return yield* Effect.fail(decoded.error)
+          // The remote's own failure the worker answered as an error (a result it could not send, a defect).
+          if (decoded._tag === "Worker" && isCallError(decoded.error)) return yield* Effect.fail(decoded.error)
+          const message = decoded._tag === "Worker" ? decoded.error.message : decoded.message
+          return yield* Effect.fail(protocol(name, `the worker sent an undeclared error: ${message}`))
         }
         return yield* Effect.fail(protocol(name, "the response's `result` has neither `ok` nor `err`"))
       })

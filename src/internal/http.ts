@@ -3,21 +3,25 @@
  * starts and stops. The call itself is pipeline.ts.
  */
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
-import { Cause, Deferred, Effect, Exit, FiberId, Layer } from "effect"
+import { Cause, Deferred, Effect, Either, Exit, FiberId, Layer } from "effect"
 import type { ConfigError, Scope } from "effect"
 import * as Http from "node:http"
+import * as Https from "node:https"
 import type { AddressInfo } from "node:net"
 import type * as Deployment from "../Deployment.js"
 import * as EngineReport from "../EngineReport.js"
 import type * as Remote from "../Remote.js"
 import * as WorkerConfig from "../WorkerConfig.js"
+import * as Wire from "../Wire.js"
 import { ListenFailed, WorkerUnavailable } from "../WorkerError.js"
-import type { StartupFailed } from "../WorkerError.js"
+import type { StartupFailed, TlsConfigInvalid } from "../WorkerError.js"
 import * as Auth from "./auth.js"
 import * as Metrics from "./metrics.js"
 import * as pipeline from "./pipeline.js"
 import { errorResponse } from "./respond.js"
-import type { Response } from "./respond.js"
+import type { Response, ServeError } from "./respond.js"
+import * as Sessions from "./sessions.js"
+import * as Tls from "./tls.js"
 import * as worker from "./worker.js"
 
 /** Where a served worker listens. */
@@ -31,6 +35,9 @@ export interface Served<Provides, Remotes extends Remote.Definition> {
   readonly worker: worker.Worker<Provides, Remotes>
   readonly address: Address
   readonly url: string
+  /** The HTTP-only listener (`POST /session/end` for the platform's webhooks). */
+  readonly httpAddress: Address
+  readonly httpUrl: string
 }
 
 /** After shutdown, how long connections still open may finish before they are cut. */
@@ -42,12 +49,15 @@ const json = (status: number, body: unknown, headers?: Record<string, string>): 
   body: JSON.stringify(body)
 })
 
-const ROUTES = "routes: POST /remote/<name>, GET /health, GET /ready, GET /metrics"
+const ROUTES =
+  "routes: POST /remote/<name>, POST /session/create, /session/get, /session/health, /session/end, " +
+  "GET /health, GET /ready, GET /metrics"
+const HTTP_ONLY_ROUTES = "routes on this port: POST /session/end"
 
-const notFound = (req: Http.IncomingMessage): Response =>
+const notFound = (req: Http.IncomingMessage, routes = ROUTES): Response =>
   errorResponse({
     _tag: "RouteNotFound",
-    message: `No route ${req.method} ${(req.url ?? "/").slice(0, 200)}; ${ROUTES}`
+    message: `No route ${req.method} ${(req.url ?? "/").slice(0, 200)}; ${routes}`
   })
 
 const methodNotAllowed = (req: Http.IncomingMessage, allow: string): Response =>
@@ -85,6 +95,12 @@ const makeHandler =
       if (name === undefined) return pipeline.write(res, notFound(req))
       if (ctx === undefined) return pipeline.write(res, starting)
       return pipeline.handle(ctx, name, req, res)
+    }
+    const session = sessionRoutes.get(path)
+    if (session !== undefined) {
+      if (req.method !== "POST") return pipeline.write(res, methodNotAllowed(req, "POST"))
+      if (ctx === undefined) return pipeline.write(res, starting)
+      return sessionRoute(ctx, session, req, res)
     }
     if (path !== "/health" && path !== "/ready" && path !== "/metrics") return pipeline.write(res, notFound(req))
     if (req.method !== "GET") return pipeline.write(res, methodNotAllowed(req, "GET"))
@@ -125,14 +141,143 @@ const makeHandler =
     }
   }
 
-/** A `node:http` server listening for the scope's life; closing it cuts what is still open after a grace period. */
+// ---------------------------------------------------------------------------
+// sessions
+// ---------------------------------------------------------------------------
+
+type SessionRoute = (typeof Sessions.routes)[number]
+
+const sessionRoutes: ReadonlyMap<string, SessionRoute> = new Map(Sessions.routes.map((r) => [r.path, r]))
+
+/** The session routes' error bodies also carry `error`, the field the reference's bodies (and its SDK) use. */
+const sessionError = (error: ServeError): Response => {
+  const response = errorResponse(error)
+  return { ...response, body: JSON.stringify({ error: error.message, ...JSON.parse(response.body) }) }
+}
+
+/**
+ * `POST /session/<route>`: token (header), body, JSON, then for a create the phase (a draining worker opens no session)
+ * and the signature of its `auth_data`, as for a call; then the manager's handler. A create refused before the manager
+ * saw it still closes its `request_idx` at the engine.
+ */
+const sessionRoute = (
+  ctx: pipeline.Context,
+  route: SessionRoute,
+  req: Http.IncomingMessage,
+  res: Http.ServerResponse
+): void => {
+  const denied = ctx.auth.header(req.headers)
+  if (denied !== undefined) return pipeline.write(res, sessionError(denied))
+  pipeline.readBody(req, ctx.config.maxBodySize, (error, body) => {
+    if (error !== undefined) return pipeline.write(res, sessionError(error))
+    const json = pipeline.parseJson(body!)
+    if (Either.isLeft(json)) return pipeline.write(res, sessionError(json.left))
+    if (route.authenticate) {
+      const raw = json.right as { auth_data?: unknown } | null
+      const envelope = Wire.decodeEnvelopeEither({ auth_data: typeof raw === "object" ? raw?.auth_data : undefined })
+      const refused = Either.isLeft(envelope)
+        ? envelope.left
+        : ctx.core.phase() !== "ready"
+          ? ctx.core.unavailable()
+          : ctx.auth.envelope(envelope.right)
+      if (refused !== undefined) {
+        if (Either.isRight(envelope)) refusedCreate(ctx, envelope.right.auth_data, refused)
+        return pipeline.write(res, sessionError(refused))
+      }
+    }
+    const fiber = ctx.core.fork(route.handle(ctx.sessions, json.right) as Effect.Effect<unknown, ServeError>)
+    fiber.addObserver((exit) => {
+      if (Exit.isSuccess(exit)) {
+        return pipeline.write(res, {
+          status: route.status,
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify(exit.value)
+        })
+      }
+      const failure = Cause.failureOption(exit.cause)
+      if (failure._tag === "Some") return pipeline.write(res, sessionError(failure.value))
+      ctx.core.fork(Effect.logError(`Session route ${route.path} failed`, exit.cause))
+      pipeline.write(res, json500)
+    })
+  })
+}
+
+const json500: Response = {
+  status: 500,
+  headers: { "content-type": "application/json" },
+  body: JSON.stringify({ _tag: "InternalError", error: "internal error", message: "internal error" })
+}
+
+const refusedCreate = (ctx: pipeline.Context, auth: Wire.AuthData | undefined, error: ServeError): void => {
+  if (ctx.reporter === undefined || auth?.request_idx === undefined) return
+  const at = Date.now() / 1000
+  const call = EngineReport.openCall(auth, auth.cost ?? 0, at)
+  call.workCompletedAt = at
+  if (error._tag === "Unauthorized" || error._tag === "WorkerUnavailable") ctx.reporter.rejected(call)
+  else ctx.reporter.finished(call, "Error", at)
+}
+
+/** An open session is one running request at the engine (the reference's `SessionActive`) until it closes. */
+const sessionObserver = (reporter: EngineReport.Reporter | undefined): Sessions.Observer | undefined => {
+  if (reporter === undefined) return undefined
+  const open = new Map<string, EngineReport.Call>()
+  const callOf = (info: Sessions.Info) =>
+    EngineReport.openCall({ request_idx: info.requestIdx, reqnum: info.reqnum }, info.cost ?? 0, info.createdAt / 1000)
+  return {
+    opened: (info) => {
+      const call = callOf(info)
+      call.workStartedAt = call.enteredQueueAt
+      open.set(info.id, call)
+      reporter.started(call)
+    },
+    // The reference reports a session that ended (or expired) as a success.
+    closed: (info, _reason, now) => {
+      const call = open.get(info.id)
+      open.delete(info.id)
+      if (call !== undefined) reporter.finished(call, "Success", now / 1000)
+    },
+    rejected: (info) => {
+      const call = callOf(info)
+      call.workCompletedAt = call.enteredQueueAt
+      reporter.rejected(call)
+    }
+  }
+}
+
+/** The HTTP-only port's handler: `POST /session/end`, for the platform's webhooks. */
+const makeHttpOnlyHandler =
+  (state: { ctx: pipeline.Context | undefined }) =>
+  (req: Http.IncomingMessage, res: Http.ServerResponse): void => {
+    const url = req.url ?? "/"
+    const q = url.indexOf("?")
+    const path = q === -1 ? url : url.slice(0, q)
+    if (path !== "/session/end") return pipeline.write(res, notFound(req, HTTP_ONLY_ROUTES))
+    if (req.method !== "POST") return pipeline.write(res, methodNotAllowed(req, "POST"))
+    const ctx = state.ctx
+    if (ctx === undefined) return pipeline.write(res, starting)
+    sessionRoute(ctx, sessionRoutes.get(path)!, req, res)
+  }
+
+// ---------------------------------------------------------------------------
+// listening
+// ---------------------------------------------------------------------------
+
+/**
+ * A `node:http` (or, with credentials, `node:https`) server listening for the scope's life; closing it cuts what is
+ * still open after a grace period.
+ */
 const listen = (
-  config: WorkerConfig.Resolved,
-  handler: (req: Http.IncomingMessage, res: Http.ServerResponse) => void
+  where: { readonly host: string | undefined; readonly port: number; readonly maxBodySize: number },
+  handler: (req: Http.IncomingMessage, res: Http.ServerResponse) => void,
+  credentials?: Tls.Credentials
 ): Effect.Effect<Http.Server, ListenFailed, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.async<Http.Server, ListenFailed>((resume) => {
-      const server = Http.createServer(handler)
+      const config = where
+      const server: Http.Server =
+        credentials === undefined
+          ? Http.createServer(handler)
+          : Https.createServer({ cert: credentials.cert, key: credentials.key }, handler)
       // A client that announces a body the worker will refuse gets the refusal, not `100 Continue`.
       server.on("checkContinue", (req, res) => {
         const declared = Number(req.headers["content-length"])
@@ -162,9 +307,14 @@ const listen = (
   )
 
 /** The URL to reach the worker at: `localhost` when it listens on every interface (a URL a person can paste). */
-const formatUrl = (address: Address): string => {
+const formatUrl = (address: Address, protocol: "http" | "https" = "http"): string => {
   const host = address.hostname === "::" || address.hostname === "0.0.0.0" ? "localhost" : address.hostname
-  return `http://${host.includes(":") ? `[${host}]` : host}:${address.port}`
+  return `${protocol}://${host.includes(":") ? `[${host}]` : host}:${address.port}`
+}
+
+const addressOf = (server: Http.Server): Address => {
+  const info = server.address() as AddressInfo
+  return { hostname: info.address, port: info.port }
 }
 
 /** Listen to SIGTERM and SIGINT for the scope's life; the first one completes `signaled`. */
@@ -206,9 +356,11 @@ const reportStartup = (w: worker.Core<any, any>, reporter: EngineReport.Reporter
 /** Serve a deployment with the configuration in context. @internal */
 export const serveConfigured = <Provides, E, Remotes extends Remote.Definition>(
   deployment: Deployment.Deployment<Provides, E, Remotes>
-): Effect.Effect<Served<Provides, Remotes>, ListenFailed, WorkerConfig.WorkerConfig | Scope.Scope> =>
+): Effect.Effect<Served<Provides, Remotes>, ListenFailed | TlsConfigInvalid, WorkerConfig.WorkerConfig | Scope.Scope> =>
   Effect.gen(function* () {
     const config = yield* WorkerConfig.WorkerConfig
+    // The certificate is read and checked before anything listens: a bad file is a start-up error naming it.
+    const credentials = config.tls === undefined ? undefined : yield* Tls.load(config.tls)
     // Signals first: their listener is released last, so a second signal cannot kill the process during the exits.
     const signaled = yield* Deferred.make<NodeJS.Signals>()
     if (config.handleSignals) yield* handleSignals(signaled)
@@ -217,13 +369,20 @@ export const serveConfigured = <Provides, E, Remotes extends Remote.Definition>(
     // finalizer (drain, exits) runs before the listener closes: until the exits are done, calls get a 503 instead of a
     // refused connection.
     const state: { ctx: pipeline.Context | undefined } = { ctx: undefined }
-    const server = yield* listen(config, makeHandler(state))
+    const server = yield* listen(config, makeHandler(state), credentials)
+    const httpOnly = yield* listen({ ...config, port: config.httpPort }, makeHttpOnlyHandler(state))
     // The reporter starts before the worker (its first status says "not loaded") and stops after it: its fiber is
     // interrupted, sending the last status and the calls drained, only once the worker's finalizers have run.
     const reporter = config.report === undefined ? undefined : yield* EngineReport.make(config.report)
     if (reporter !== undefined) yield* Effect.forkScoped(Effect.provide(reporter.run, FetchHttpClient.layer))
     const core = yield* worker.start(deployment, config)
-    state.ctx = { core, config, auth, reporter }
+    // Made after the worker and before its shutdown finalizer, so that on shutdown the calls drain first, then the
+    // open sessions close (their on-close POSTs sent, the engine told) before the reporter's last report.
+    const sessions = yield* Sessions.make({
+      maxSessions: config.maxSessions,
+      observer: sessionObserver(reporter)
+    }).pipe(Effect.provide(FetchHttpClient.layer))
+    state.ctx = { core, config, auth, reporter, sessions }
     if (reporter !== undefined) yield* reportStartup(core, reporter)
 
     yield* Effect.addFinalizer((scopeExit) =>
@@ -246,16 +405,22 @@ export const serveConfigured = <Provides, E, Remotes extends Remote.Definition>(
       Effect.forkScoped
     )
 
-    const info = server.address() as AddressInfo
-    const address = { hostname: info.address, port: info.port }
-    return { worker: core, address, url: formatUrl(address) }
+    const address = addressOf(server)
+    const httpAddress = addressOf(httpOnly)
+    return {
+      worker: core,
+      address,
+      url: formatUrl(address, credentials === undefined ? "http" : "https"),
+      httpAddress,
+      httpUrl: formatUrl(httpAddress)
+    }
   })
 
 /** Serve a deployment on a Node HTTP server of its own, configured by `options` and the environment. @internal */
 export const serveEffect = <Provides, E, Remotes extends Remote.Definition>(
   deployment: Deployment.Deployment<Provides, E, Remotes>,
   options: WorkerConfig.ServeOptions = {}
-): Effect.Effect<Served<Provides, Remotes>, ListenFailed | ConfigError.ConfigError, Scope.Scope> =>
+): Effect.Effect<Served<Provides, Remotes>, ListenFailed | TlsConfigInvalid | ConfigError.ConfigError, Scope.Scope> =>
   Effect.flatMap(WorkerConfig.resolve(options), (config) =>
     Effect.provideService(serveConfigured(deployment), WorkerConfig.WorkerConfig, config)
   )
@@ -264,7 +429,7 @@ export const serveEffect = <Provides, E, Remotes extends Remote.Definition>(
 export const layer = <Provides, E, Remotes extends Remote.Definition>(
   deployment: Deployment.Deployment<Provides, E, Remotes>,
   formatReport: (report: worker.Report) => string
-): Layer.Layer<never, ListenFailed, WorkerConfig.WorkerConfig> =>
+): Layer.Layer<never, ListenFailed | TlsConfigInvalid, WorkerConfig.WorkerConfig> =>
   Layer.scopedDiscard(
     Effect.gen(function* () {
       const served = yield* serveConfigured(deployment)

@@ -13,14 +13,17 @@
  * (streamResponse.ts), and `finish` writes the closing line (`end`, or `err` for a failure after the status was sent).
  */
 import { Cause, Effect, Either, Exit, FiberId, HashSet, Option, ParseResult } from "effect"
+import type { Fiber } from "effect"
 import type * as Http from "node:http"
 import * as EngineReport from "../EngineReport.js"
+import type * as Session from "../Session.js"
 import * as Wire from "../Wire.js"
 import type { Resolved } from "../WorkerConfig.js"
 import { CallFailed, PayloadTooLarge, RemoteNotFound, WireDecodeError, WireEncodeError } from "../WorkerError.js"
-import type { CallTimeout, RemoteFailure } from "../WorkerError.js"
+import type { CallTimeout, RemoteFailure, SessionGone } from "../WorkerError.js"
 import type * as Authenticator from "./auth.js"
 import type * as Metrics from "./metrics.js"
+import type * as Sessions from "./sessions.js"
 import { pythonClass } from "./python.js"
 import { errorResponse, okResponse } from "./respond.js"
 import type { Response, ServeError } from "./respond.js"
@@ -35,14 +38,17 @@ export interface Context {
   readonly config: Resolved
   readonly auth: Authenticator.Authenticator
   readonly reporter: EngineReport.Reporter | undefined
+  readonly sessions: Sessions.Manager
 }
 
 /**
- * A call's answer as its fiber produces it: the encoded body, and whether it is the remote's success or its error. For
- * a stream remote, the closing line (its item lines are written already).
+ * A call's answer (200): the encoded body, and what it is: the remote's success, its declared error, or its own failure
+ * sent as an error the caller can read (a result the wire cannot carry, a defect in the handler). The last two are
+ * 200 too: the reference's Python client retries a 5xx without end, and retrying a remote's own failure cannot help.
+ * For a stream remote, the closing line (its item lines are written already).
  */
 interface Answer {
-  readonly outcome: "ok" | "error"
+  readonly outcome: "ok" | "error" | "unencodable" | "defect"
   readonly body: string
 }
 
@@ -62,6 +68,10 @@ class Call {
   name: string | undefined
   auth: Wire.AuthData | undefined
   engine: EngineReport.Call | undefined
+  /** The session the call belongs to: its `request_idx` is the session's, reported when the session closes. */
+  session: Session.Session | undefined
+  /** Already sent to the engine's accounting (a 429 from admission). */
+  reported = false
   admitted = false
   finished = false
   /** A stream answer's status was sent: the call ends with a closing line, whatever happens. */
@@ -104,6 +114,13 @@ const afterBody = (call: Call, name: string, body: Buffer): void => {
   // 5. Auth by signature (the envelope's auth_data).
   const refused = ctx.auth.envelope(envelope.right)
   if (refused !== undefined) return refuse(call, refused)
+  // 5b. The session, when the envelope names one: 410 when it is not open; each call extends it by its lifetime.
+  const sessionId = envelope.right.session_id
+  if (sessionId !== undefined) {
+    const joined = ctx.sessions.joinSync(sessionId)
+    if (Either.isLeft(joined)) return refuse(call, joined.left)
+    call.session = joined.right
+  }
   // 6. The remote.
   const entry = ctx.core.entry(name)
   if (entry === undefined) {
@@ -146,8 +163,17 @@ const admitAndRun = (call: Call, entry: Entry, payload: unknown): void => {
   call.admitted = true
   opened(call, admitted.right.workload)
   if (entry.remote.kind === "stream") return runStream(call, entry, payload, admitted.right)
-  // 10. The handler, in a fiber with the entered contexts; a synchronous one has ended when `start` returns.
-  const fiber = ctx.core.start(entry, payload, admitted.right, () => started(call))
+  // 10. The handler, in a fiber with the entered contexts; a synchronous one has ended when `start` returns. A call
+  // in a session runs as part of it: `Session.Current` for the handler, interrupted when the session closes.
+  const fiber: Fiber.RuntimeFiber<unknown, RemoteFailure | CallTimeout | SessionGone> =
+    call.session === undefined
+      ? ctx.core.start(entry, payload, admitted.right, () => started(call))
+      : ctx.core.fork(
+          ctx.sessions.within(
+            call.session,
+            ctx.core.execute(entry, payload, admitted.right, () => started(call))
+          )
+        )
   const exit = fiber.unsafePoll()
   if (exit !== null) return settle(call, entry, exit)
   fiber.addObserver((exit) => settle(call, entry, exit))
@@ -158,7 +184,11 @@ const admitAndRun = (call: Call, entry: Entry, payload: unknown): void => {
 }
 
 /** 11. Encode how the handler ended, then finish. */
-const settle = (call: Call, entry: Entry, exit: Exit.Exit<unknown, RemoteFailure | CallTimeout>): void => {
+const settle = (
+  call: Call,
+  entry: Entry,
+  exit: Exit.Exit<unknown, RemoteFailure | CallTimeout | SessionGone>
+): void => {
   if (Exit.isSuccess(exit)) return answer(call, encodeOk(entry, exit.value))
   const failure = Cause.failureOption(exit.cause)
   if (Option.isSome(failure)) {
@@ -184,8 +214,9 @@ const settleFailure = (call: Call, cause: Cause.Cause<ServeError>): void => {
 const answer = (call: Call, encoded: Encoded): void => {
   if (encoded._tag === "Done") return finish(call, { _tag: "Answered", answer: encoded.answer })
   if (encoded._tag === "Failed") {
+    // The remote's own failure: answered (200 err), never a 5xx.
     logError(call.ctx, encoded.log, encoded.cause)
-    return finish(call, { _tag: "Refused", error: encoded.error, admitted: true })
+    return finish(call, { _tag: "Answered", answer: failureAnswer(encoded.error) })
   }
   // A Schema with an async step: encode in a fiber of its own.
   const fiber = call.ctx.core.fork(encoded.effect)
@@ -221,15 +252,18 @@ const finish = (call: Call, outcome: Outcome): void => {
       break
     }
     case "Defect": {
+      // A defect in the remote (its handler, its schemas) is its own failure: answered as 200 err with an id to find
+      // it in the log, never a 5xx that the reference's client would retry without end.
       const id = failureId()
       logError(ctx, `Remote "${call.name}" failed with a defect [id ${id}]`, outcome.cause)
-      error = new CallFailed({
+      const failed = new CallFailed({
         remote: call.name ?? "",
         reason: "defect",
         detail: "internal error in the remote function",
         id
       })
-      response = errorResponse(error)
+      error = failed
+      response = okResponse(failureAnswer(failed).body)
       metric = "defect"
       engine = "Error"
       break
@@ -258,8 +292,32 @@ const finish = (call: Call, outcome: Outcome): void => {
   if (call.name !== undefined || outcome._tag !== "Refused" || outcome.error._tag === "RemoteNotFound") {
     ctx.core.record(call.name, metric, ran ? (now() - call.startedAt) / 1000 : undefined)
   }
-  if (ctx.reporter !== undefined && call.engine !== undefined) {
-    ctx.reporter.finished(call.engine, engine, now() / 1000)
+  if (ctx.reporter !== undefined) {
+    if (call.engine !== undefined) ctx.reporter.finished(call.engine, engine, now() / 1000)
+    else if (outcome._tag === "Refused") refusedReport(call, ctx.reporter, outcome.error)
+  }
+}
+
+/**
+ * A call refused before it was admitted still closes its `request_idx` at the engine (otherwise the engine counts it
+ * working until it gives up on it): `Rejected` when the worker would not take it (401, 429, 503, as the reference
+ * reports a bad signature), `Error` when the request itself was wrong (400, 404). Calls in a session are not reported:
+ * their `request_idx` is the session's, reported when the session closes (as the reference does).
+ */
+const refusedReport = (call: Call, reporter: EngineReport.Reporter, error: ServeError): void => {
+  if (call.reported || call.session !== undefined || call.auth?.request_idx === undefined) return
+  const at = now() / 1000
+  switch (error._tag) {
+    case "Unauthorized":
+    case "WorkerUnavailable":
+    case "SessionGone": {
+      // The router's cost stands for the workload the worker turned away (rej_load).
+      const engine = EngineReport.openCall(call.auth, call.auth.cost ?? 0, at)
+      engine.workCompletedAt = at
+      return reporter.rejected(engine)
+    }
+    default:
+      return reporter.finished(EngineReport.openCall(call.auth, 0, at), "Error", at)
   }
 }
 
@@ -303,7 +361,8 @@ const metricOf = (e: ServeError): Metrics.Outcome => {
 const opened = (call: Call, workload: number): void => {
   const reporter = call.ctx.reporter
   if (reporter === undefined) return
-  call.engine = EngineReport.openCall(call.auth, workload, now() / 1000)
+  // A call in a session counts as load under an id of its own: its request_idx is the session's.
+  call.engine = EngineReport.openCall(call.session === undefined ? call.auth : undefined, workload, now() / 1000)
   reporter.started(call.engine)
 }
 
@@ -314,7 +373,12 @@ const started = (call: Call): void => {
 const rejected = (call: Call, entry: Entry, payload: unknown): void => {
   const reporter = call.ctx.reporter
   if (reporter === undefined) return
-  const refused = EngineReport.openCall(call.auth, call.ctx.core.workload(entry, payload), now() / 1000)
+  call.reported = true
+  const refused = EngineReport.openCall(
+    call.session === undefined ? call.auth : undefined,
+    call.ctx.core.workload(entry, payload),
+    now() / 1000
+  )
   refused.workCompletedAt = refused.enteredQueueAt
   reporter.rejected(refused)
 }
@@ -328,6 +392,12 @@ type Encoded =
   | { readonly _tag: "Done"; readonly answer: Answer }
   | { readonly _tag: "Failed"; readonly error: CallFailed; readonly log: string; readonly cause: unknown }
   | { readonly _tag: "Async"; readonly effect: Effect.Effect<Encoded> }
+
+/** The remote's own failure as an answer: 200 `{"result":{"err":...}}`, a `CallFailed` the caller can decode. */
+const failureAnswer = (error: CallFailed): Answer => ({
+  outcome: error.reason === "encode" ? "unencodable" : "defect",
+  body: JSON.stringify({ result: { err: wire.encodeErrorUnsafe(error) } })
+})
 
 const unencodable = (entry: Entry, detail: string, cause: unknown): Encoded => {
   const id = failureId()
@@ -503,7 +573,8 @@ export const readBody = (
   req.on("error", onError)
 }
 
-const parseJson = (body: Buffer): Either.Either<unknown, WireDecodeError> => {
+/** Parse a body as JSON, no deeper than the wire allows and without `__proto__` keys. */
+export const parseJson = (body: Buffer): Either.Either<unknown, WireDecodeError> => {
   let json: unknown
   try {
     json = JSON.parse(body.toString("utf8"))

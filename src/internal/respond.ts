@@ -4,6 +4,8 @@ import type {
   PayloadInvalid,
   PayloadTooLarge,
   RemoteNotFound,
+  SessionGone,
+  SessionNotFound,
   Unauthorized,
   WireArgumentError,
   WireDecodeError,
@@ -44,6 +46,8 @@ export type ServeError =
   | WorkerUnavailable
   | CallTimeout
   | CallFailed
+  | SessionNotFound
+  | SessionGone
   | RouteNotFound
   | MethodNotAllowed
 
@@ -80,7 +84,12 @@ export const errorResponse = (e: ServeError): Response => {
     case "WireDecodeError":
     case "WireArgumentError":
     case "PayloadInvalid":
+    // The reference answers 400 for a session `get` or `end` cannot find.
+    case "SessionNotFound":
       return json(400, errorBody(e))
+    case "SessionGone":
+      // The reference's Python client marks its session closed on a 410.
+      return json(410, errorBody(e))
     case "Unauthorized":
       return json(401, errorBody(e), { "www-authenticate": "Bearer" })
     case "RemoteNotFound":
@@ -92,7 +101,9 @@ export const errorResponse = (e: ServeError): Response => {
       // The rest of the body is not read: the connection cannot be reused.
       return json(413, errorBody(e), { connection: "close" })
     case "WorkerUnavailable":
-      if (e.reason === "queue-full") return json(429, errorBody(e), retryAfter(e.retryAfterMillis))
+      if (e.reason === "queue-full" || e.reason === "session-limit") {
+        return json(429, errorBody(e), retryAfter(e.retryAfterMillis))
+      }
       return json(503, errorBody(e), e.reason === "starting" ? retryAfter(e.retryAfterMillis) : undefined)
     case "CallTimeout":
       return json(504, errorBody(e))

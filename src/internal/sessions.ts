@@ -112,6 +112,8 @@ export interface Manager {
    * not open.
    */
   readonly join: (sessionId: string) => Effect.Effect<Session.Session, SessionGone>
+  /** `join`, synchronously (the call pipeline's form). */
+  readonly joinSync: (sessionId: string) => Either.Either<Session.Session, SessionGone>
   /**
    * Run a call of `session`: `Session.Current` is provided to it, and it is interrupted when the session closes, then
    * fails with `SessionGone`. Interrupting the caller interrupts it too.
@@ -427,16 +429,18 @@ export const make = (options: Options = {}): Effect.Effect<Manager, never, Scope
         return { ended: true, removed_session: session_id } as const
       })
 
+    const joinSync = (sessionId: string): Either.Either<Session.Session, SessionGone> => {
+      const session = open.get(sessionId)
+      if (session === undefined) {
+        return Either.left(new SessionGone({ sessionId, reason: closed.get(sessionId)?.reason ?? "unknown" }))
+      }
+      // As the reference: each call adds a lifetime to the expiration.
+      session.expiresAt += session.lifetimeSeconds * 1000
+      return Either.right(session)
+    }
+
     const join = (sessionId: string): Effect.Effect<Session.Session, SessionGone> =>
-      Effect.suspend(() => {
-        const session = open.get(sessionId)
-        if (session === undefined) {
-          return Effect.fail(new SessionGone({ sessionId, reason: closed.get(sessionId)?.reason ?? "unknown" }))
-        }
-        // As the reference: each call adds a lifetime to the expiration.
-        session.expiresAt += session.lifetimeSeconds * 1000
-        return Effect.succeed(session)
-      })
+      Effect.suspend(() => joinSync(sessionId))
 
     const within = <A, E, R>(
       session: Session.Session,
@@ -490,6 +494,7 @@ export const make = (options: Options = {}): Effect.Effect<Manager, never, Scope
       health,
       end,
       join,
+      joinSync,
       within,
       size: Effect.sync(() => open.size),
       closeAll
