@@ -73,6 +73,10 @@ const reportTo = (url: string): EngineReport.Options => ({
 
 const local = { port: 0, host: "127.0.0.1", handleSignals: false, benchmark: false } as const
 
+/** Serve and wait for readiness (the server listens before the worker is ready). */
+const serve = <P, E, R extends Remote.Any>(app: Deployment.Deployment<P, E, R>, options: Worker.ServeOptions) =>
+  Effect.tap(Worker.serveEffect(app, options), (served) => served.worker.awaitReady)
+
 /** A remote that waits for the test: `started` is told when it runs; it never ends on its own. */
 const hold = (started: Deferred.Deferred<void>) =>
   Remote.make("hold", { payload: Schema.Struct({}), success: Schema.Number }, () =>
@@ -109,7 +113,7 @@ describe.skipIf(!hasOpenssl)("TLS on the platform", () => {
         ["PUBLIC_IPADDR", "10.1.2.3"],
         ["VAST_TCP_PORT_0", "40123"]
       ])
-      const served = yield* Worker.serveEffect(app, local).pipe(Effect.withConfigProvider(ConfigProvider.fromMap(env)))
+      const served = yield* serve(app, local).pipe(Effect.withConfigProvider(ConfigProvider.fromMap(env)))
       expect(served.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/)
       const client = yield* WorkerClient.make(app, { url: served.url }).pipe(
         Effect.provide(WorkerClient.layerTls({ ca: pem.cert }))
@@ -131,14 +135,25 @@ describe.skipIf(!hasOpenssl)("TLS on the platform", () => {
     })
   )
 
-  it.scopedLive("a missing certificate fails start-up, naming the file", () =>
+  it.scopedLive("a missing certificate fails start-up, naming the file, and the engine is told", () =>
     Effect.gen(function* () {
+      const engine = yield* recorder
       const app = Deployment.make("tls", { contexts: [], remotes: [divide, ping] })
       const failure = yield* Effect.flip(
-        Worker.serveEffect(app, { ...local, tls: { certPath: "/nonexistent/instance.crt", keyPath: "/x.key" } })
+        Effect.scoped(
+          Worker.serveEffect(app, {
+            ...local,
+            tls: { certPath: "/nonexistent/instance.crt", keyPath: "/x.key" },
+            report: reportTo(engine.url)
+          })
+        )
       )
       expect(failure).toBeInstanceOf(TlsConfigInvalid)
       expect(failure.message).toContain("/nonexistent/instance.crt")
+      const seen = yield* takeUntil(engine.posts, (s) => s.some((p) => p.body?.error_msg !== ""))
+      expect(seen.find((p) => p.body?.error_msg !== "")!.body.error_msg).toMatch(
+        /^Worker Server failed to launch: TLS: WORKER_TLS_CERT file \/nonexistent\/instance.crt does not exist/
+      )
     })
   )
 })
@@ -151,7 +166,7 @@ describe("sessions over HTTP", () => {
       const engine = yield* recorder
       const onClose = yield* recorder
       const app = Deployment.make("sessions", { contexts: [], remotes: [count, divide, ping] })
-      const served = yield* Worker.serveEffect(app, { ...local, report: reportTo(engine.url) })
+      const served = yield* serve(app, { ...local, report: reportTo(engine.url) })
       const post = (path: string, body: unknown, base = served.url) => request(`${base}${path}`, { body })
 
       const created = yield* post("/session/create", {
@@ -208,7 +223,7 @@ describe("sessions over HTTP", () => {
     Effect.gen(function* () {
       const started = yield* Deferred.make<void>()
       const app = Deployment.make("sessions", { contexts: [], remotes: [hold(started), divide, ping] })
-      const served = yield* Worker.serveEffect(app, local)
+      const served = yield* serve(app, local)
       const id = (yield* request(`${served.url}/session/create`, { body: { auth_data: auth } })).json.session_id
       const call = yield* Effect.fork(request(`${served.url}/remote/hold`, { body: { session_id: id, payload: {} } }))
       yield* Deferred.await(started)
@@ -223,7 +238,7 @@ describe("sessions over HTTP", () => {
     Effect.gen(function* () {
       const engine = yield* recorder
       const app = Deployment.make("sessions", { contexts: [], remotes: [divide, ping] })
-      const served = yield* Worker.serveEffect(app, { ...local, maxSessions: 1, report: reportTo(engine.url) })
+      const served = yield* serve(app, { ...local, maxSessions: 1, report: reportTo(engine.url) })
       expect((yield* request(`${served.url}/session/create`, { body: { auth_data: auth } })).status).toBe(201)
       const refused = yield* request(`${served.url}/session/create`, {
         body: { auth_data: { ...auth, request_idx: 71 } }
@@ -254,7 +269,7 @@ describe("a report for every request that names a request_idx", () => {
         () => Effect.never
       )
       const app = Deployment.make("reports", { contexts: [], remotes: [divide, gate, slow, nan, ping] })
-      const served = yield* Worker.serveEffect(app, {
+      const served = yield* serve(app, {
         ...local,
         auth: { mode: "signed", publicKey: keys.publicKey },
         report: reportTo(engine.url)
@@ -330,7 +345,7 @@ describe("a report for every request that names a request_idx", () => {
       const engine = yield* recorder
       // An engine whose /pubkey/ never answers with a key: every signed call waits for it (503).
       const app = Deployment.make("reports", { contexts: [], remotes: [divide, ping] })
-      const served = yield* Worker.serveEffect(app, {
+      const served = yield* serve(app, {
         ...local,
         auth: { mode: "signed", reportAddr: engine.url },
         report: reportTo(engine.url)

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Fiber, Stream, TestClock } from "effect"
+import * as ChatSession from "../examples/chat-session.js"
 import * as ConstructorArgs from "../examples/constructor-args.js"
 import * as Square from "../examples/square.js"
 import * as Streaming from "../examples/streaming.js"
@@ -71,4 +72,32 @@ describe("examples", () => {
       await ConstructorArgs.app.stop()
     }
   })
+
+  it.scopedLive("chat-session keeps one history per session, until the session ends", () =>
+    Effect.gen(function* () {
+      const { url, httpUrl, worker } = yield* Worker.serveEffect(ChatSession.app, {
+        port: 0,
+        host: "127.0.0.1",
+        handleSignals: false
+      })
+      yield* worker.awaitReady
+      const post = (at: string, body: unknown) =>
+        Effect.promise(() =>
+          fetch(at, { method: "POST", body: JSON.stringify(body) }).then(async (r) => ({
+            status: r.status,
+            json: (await r.json()) as any
+          }))
+        )
+      const auth = { request_idx: 1 }
+      const open = (yield* post(`${url}/session/create`, { auth_data: auth })).json.session_id
+      const chat = (id: string) => post(`${url}/remote/chat`, { session_id: id, payload: { kwargs: { text: "hi" } } })
+      yield* chat(open)
+      expect((yield* chat(open)).json.result.ok.contents).toEqual([
+        ["session", open],
+        ["messages", 2]
+      ])
+      expect((yield* post(`${httpUrl}/session/end`, { session_id: open, session_auth: auth })).status).toBe(200)
+      expect((yield* chat(open)).status).toBe(410)
+    })
+  )
 })

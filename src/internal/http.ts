@@ -359,22 +359,28 @@ export const serveConfigured = <Provides, E, Remotes extends Remote.Definition>(
 ): Effect.Effect<Served<Provides, Remotes>, ListenFailed | TlsConfigInvalid, WorkerConfig.WorkerConfig | Scope.Scope> =>
   Effect.gen(function* () {
     const config = yield* WorkerConfig.WorkerConfig
-    // The certificate is read and checked before anything listens: a bad file is a start-up error naming it.
-    const credentials = config.tls === undefined ? undefined : yield* Tls.load(config.tls)
     // Signals first: their listener is released last, so a second signal cannot kill the process during the exits.
     const signaled = yield* Deferred.make<NodeJS.Signals>()
     if (config.handleSignals) yield* handleSignals(signaled)
+    // The reporter starts before anything can fail (its first status says "not loaded") and stops after the worker:
+    // its fiber is interrupted, sending the last status and the calls drained, only once the worker's finalizers have
+    // run. A start-up that fails here (the certificate, a port taken) is told to the engine in that last status.
+    const reporter = config.report === undefined ? undefined : yield* EngineReport.make(config.report)
+    if (reporter !== undefined) yield* Effect.forkScoped(Effect.provide(reporter.run, FetchHttpClient.layer))
+    const tellEngine = (e: ListenFailed | TlsConfigInvalid) =>
+      reporter === undefined ? Effect.void : reporter.failed(`Worker Server failed to launch: ${e.message}`)
+    // The certificate is read and checked before anything listens: a bad file is a start-up error naming it.
+    const credentials = config.tls === undefined ? undefined : yield* Effect.tapError(Tls.load(config.tls), tellEngine)
     const auth = yield* Auth.make(config.auth)
     // The server listens before the worker starts (`/health` answers while contexts enter), and the worker's
     // finalizer (drain, exits) runs before the listener closes: until the exits are done, calls get a 503 instead of a
     // refused connection.
     const state: { ctx: pipeline.Context | undefined } = { ctx: undefined }
-    const server = yield* listen(config, makeHandler(state), credentials)
-    const httpOnly = yield* listen({ ...config, port: config.httpPort }, makeHttpOnlyHandler(state))
-    // The reporter starts before the worker (its first status says "not loaded") and stops after it: its fiber is
-    // interrupted, sending the last status and the calls drained, only once the worker's finalizers have run.
-    const reporter = config.report === undefined ? undefined : yield* EngineReport.make(config.report)
-    if (reporter !== undefined) yield* Effect.forkScoped(Effect.provide(reporter.run, FetchHttpClient.layer))
+    const server = yield* Effect.tapError(listen(config, makeHandler(state), credentials), tellEngine)
+    const httpOnly = yield* Effect.tapError(
+      listen({ ...config, port: config.httpPort }, makeHttpOnlyHandler(state)),
+      tellEngine
+    )
     const core = yield* worker.start(deployment, config)
     // Made after the worker and before its shutdown finalizer, so that on shutdown the calls drain first, then the
     // open sessions close (their on-close POSTs sent, the engine told) before the reporter's last report.
