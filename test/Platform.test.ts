@@ -11,6 +11,7 @@ import * as Remote from "../src/Remote.js"
 import * as Session from "../src/Session.js"
 import * as Worker from "../src/Worker.js"
 import * as WorkerClient from "../src/WorkerClient.js"
+import * as WorkerConfig from "../src/WorkerConfig.js"
 import { TlsConfigInvalid } from "../src/WorkerError.js"
 import { ping } from "./fixtures/probe.js"
 import { hasPython, referenceClient } from "./fixtures/python.js"
@@ -97,6 +98,33 @@ const count = Remote.make(
 )
 
 const nan = Remote.make("nan", { payload: Schema.Struct({}), success: Schema.Number }, () => Effect.succeed(Number.NaN))
+
+describe("the platform's environment", () => {
+  const resolve = (env: Record<string, string>, options: WorkerConfig.ServeOptions = {}) =>
+    WorkerConfig.resolve(options).pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)))))
+
+  it.effect("USE_SSL, WORKER_HTTP_PORT and WORKER_MAX_SESSIONS, with the reference's defaults", () =>
+    Effect.gen(function* () {
+      expect(yield* resolve({ WORKER_PORT: "3000" })).toMatchObject({ tls: undefined, httpPort: 3001, maxSessions: 10 })
+      expect(yield* resolve({ WORKER_PORT: "3000", USE_SSL: "true" })).toMatchObject({
+        tls: { certPath: "/etc/instance.crt", keyPath: "/etc/instance.key" }
+      })
+      const set = { USE_SSL: "true", WORKER_TLS_CERT: "/c", WORKER_HTTP_PORT: "9", WORKER_MAX_SESSIONS: "0" }
+      expect(yield* resolve(set)).toMatchObject({ tls: { certPath: "/c" }, httpPort: 9, maxSessions: 0 })
+      // Options win over the environment; `tls: false` turns TLS off whatever USE_SSL says.
+      expect(yield* resolve(set, { tls: false, httpPort: 0, maxSessions: 3 })).toMatchObject({
+        tls: undefined,
+        httpPort: 0,
+        maxSessions: 3
+      })
+      // The report URL follows the TLS decision.
+      const report = yield* resolve({ REPORT_ADDR: "http://e", UNSECURED: "true" }, { tls: { certPath: "/c" } })
+      expect(report.report?.url).toMatch(/^https:\/\//)
+      expect(yield* Effect.flip(resolve({ WORKER_MAX_SESSIONS: "-1" }))).toBeDefined()
+      expect(yield* Effect.flip(resolve({}, { httpPort: 70000 }))).toBeDefined()
+    })
+  )
+})
 
 describe.skipIf(!hasOpenssl)("TLS on the platform", () => {
   it.scopedLive("USE_SSL=true serves HTTPS with the instance certificate; reports carry https://", () =>
