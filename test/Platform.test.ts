@@ -2,7 +2,7 @@
 // a report to the engine for every request that names a request_idx. Everything on loopback: a stand-in engine, a
 // stand-in on_close route, a self-signed certificate made in the test.
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Deferred, Effect, Queue, Ref, Schema } from "effect"
+import { ConfigProvider, Deferred, Effect, Queue, Ref, Schema, Stream } from "effect"
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
 import * as Deployment from "../src/Deployment.js"
@@ -75,7 +75,7 @@ const reportTo = (url: string): EngineReport.Options => ({
 const local = { port: 0, host: "127.0.0.1", handleSignals: false, benchmark: false } as const
 
 /** Serve and wait for readiness (the server listens before the worker is ready). */
-const serve = <P, E, R extends Remote.Any>(app: Deployment.Deployment<P, E, R>, options: Worker.ServeOptions) =>
+const serve = <P, E, R extends Remote.Definition>(app: Deployment.Deployment<P, E, R>, options: Worker.ServeOptions) =>
   Effect.tap(Worker.serveEffect(app, options), (served) => served.worker.awaitReady)
 
 /** A remote that waits for the test: `started` is told when it runs; it never ends on its own. */
@@ -244,6 +244,24 @@ describe("sessions over HTTP", () => {
       const bad = yield* post("/session/create", { auth_data: auth, payload: { lifetime: -1 } })
       expect(bad.status).toBe(400)
       expect(bad.json).toMatchObject({ _tag: "WireDecodeError", path: "$.payload.lifetime" })
+    })
+  )
+
+  it.scopedLive("a stream remote called in a session sees it", () =>
+    Effect.gen(function* () {
+      const sessionIds = Remote.stream("ids", { payload: Schema.Struct({}), element: Schema.String }, () =>
+        Stream.repeatEffect(Effect.map(Session.current, (s) => (s._tag === "Some" ? s.value.id : "(none)"))).pipe(
+          Stream.take(2)
+        )
+      )
+      const app = Deployment.make("sessions", { contexts: [], remotes: [sessionIds, ping] })
+      const served = yield* serve(app, local)
+      const id = (yield* request(`${served.url}/session/create`, { body: { auth_data: auth } })).json.session_id
+      const lines = (yield* request(`${served.url}/remote/ids`, { body: { session_id: id, payload: {} } })).text
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l))
+      expect(lines).toEqual([{ item: id }, { item: id }, { end: expect.objectContaining({ count: 2 }) }])
     })
   )
 

@@ -505,18 +505,18 @@ const encodedBody = (encoded: Encoded): Effect.Effect<string, CallFailed> => {
 const runStream = (call: Call, entry: Entry, payload: unknown, admitted: Admitted): void => {
   const { ctx } = call
   const elements = ctx.core.executeStream(entry, payload, admitted, () => started(call))
-  const fiber = ctx.core.fork(
-    streamResponse.write(call.res, elements, {
-      itemLine: (element) => encodedBody(encodeOk(entry, element, itemLine)),
-      declaredLine: (error) => encodedBody(encodeDeclared(entry, error, errLine)),
-      opened: () => {
-        call.streamed = true
-      },
-      sent: (n) => {
-        call.items += n
-      }
-    })
-  )
+  const written = streamResponse.write(call.res, elements, {
+    itemLine: (element) => encodedBody(encodeOk(entry, element, itemLine)),
+    declaredLine: (error) => encodedBody(encodeDeclared(entry, error, errLine)),
+    opened: () => {
+      call.streamed = true
+    },
+    sent: (n) => {
+      call.items += n
+    }
+  })
+  // In a session, as a call: `Session.Current` for the stream, interrupted when the session closes.
+  const fiber = ctx.core.fork(call.session === undefined ? written : ctx.sessions.within(call.session, written))
   fiber.addObserver((exit) => {
     if (Exit.isSuccess(exit)) {
       return finish(call, { _tag: "Answered", answer: { outcome: exit.value.outcome, body: exit.value.line } })
