@@ -70,6 +70,10 @@ class Call {
   engine: EngineReport.Call | undefined
   /** The session the call belongs to: its `request_idx` is the session's, reported when the session closes. */
   session: Session.Session | undefined
+  /** The envelope named a session (open or not): the call is never reported on its own. */
+  inSession = false
+  /** A stream remote's call: before its first element its errors keep their statuses (its clients read NDJSON). */
+  stream = false
   /** Already sent to the engine's accounting (a 429 from admission). */
   reported = false
   admitted = false
@@ -117,6 +121,7 @@ const afterBody = (call: Call, name: string, body: Buffer): void => {
   // 5b. The session, when the envelope names one: 410 when it is not open; each call extends it by its lifetime.
   const sessionId = envelope.right.session_id
   if (sessionId !== undefined) {
+    call.inSession = true
     const joined = ctx.sessions.joinSync(sessionId)
     if (Either.isLeft(joined)) return refuse(call, joined.left)
     call.session = joined.right
@@ -263,7 +268,7 @@ const finish = (call: Call, outcome: Outcome): void => {
         id
       })
       error = failed
-      response = okResponse(failureAnswer(failed).body)
+      response = call.stream ? errorResponse(failed) : okResponse(failureAnswer(failed).body)
       metric = "defect"
       engine = "Error"
       break
@@ -305,7 +310,7 @@ const finish = (call: Call, outcome: Outcome): void => {
  * their `request_idx` is the session's, reported when the session closes (as the reference does).
  */
 const refusedReport = (call: Call, reporter: EngineReport.Reporter, error: ServeError): void => {
-  if (call.reported || call.session !== undefined || call.auth?.request_idx === undefined) return
+  if (call.reported || call.inSession || call.auth?.request_idx === undefined) return
   const at = now() / 1000
   switch (error._tag) {
     case "Unauthorized":
@@ -362,7 +367,7 @@ const opened = (call: Call, workload: number): void => {
   const reporter = call.ctx.reporter
   if (reporter === undefined) return
   // A call in a session counts as load under an id of its own: its request_idx is the session's.
-  call.engine = EngineReport.openCall(call.session === undefined ? call.auth : undefined, workload, now() / 1000)
+  call.engine = EngineReport.openCall(call.inSession ? undefined : call.auth, workload, now() / 1000)
   reporter.started(call.engine)
 }
 
@@ -375,7 +380,7 @@ const rejected = (call: Call, entry: Entry, payload: unknown): void => {
   if (reporter === undefined) return
   call.reported = true
   const refused = EngineReport.openCall(
-    call.session === undefined ? call.auth : undefined,
+    call.inSession ? undefined : call.auth,
     call.ctx.core.workload(entry, payload),
     now() / 1000
   )
@@ -504,6 +509,7 @@ const encodedBody = (encoded: Encoded): Effect.Effect<string, CallFailed> => {
  */
 const runStream = (call: Call, entry: Entry, payload: unknown, admitted: Admitted): void => {
   const { ctx } = call
+  call.stream = true
   const elements = ctx.core.executeStream(entry, payload, admitted, () => started(call))
   const written = streamResponse.write(call.res, elements, {
     itemLine: (element) => encodedBody(encodeOk(entry, element, itemLine)),
