@@ -1,6 +1,19 @@
 import { FetchHttpClient } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Context, Deferred, Effect, Exit, Fiber, Option, Queue, Schema, Scope, TestClock } from "effect"
+import {
+  ConfigProvider,
+  Context,
+  Deferred,
+  Effect,
+  Exit,
+  Fiber,
+  Option,
+  Queue,
+  Schema,
+  Scope,
+  Stream,
+  TestClock
+} from "effect"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import * as Deployment from "../src/Deployment.js"
@@ -407,6 +420,73 @@ describe("serving with engine reports", () => {
       yield* Scope.close(serving, Exit.void)
       const rest = [...(yield* Queue.takeAll(posts))]
       expect(rest.at(-1)).toMatchObject({ path: "/worker_status/", body: { cur_load: 0, num_requests_working: 0 } })
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("a stream is one request, reported when it ends; batched calls are reported each by its own id", () =>
+    Effect.gen(function* () {
+      const { posts, url: engineUrl } = yield* engine()
+      const next = yield* Queue.unbounded<string>()
+      // The benchmark's calls produce 3 elements each: a call's workload without a workload function.
+      const tokens = Remote.stream(
+        "tokens",
+        {
+          payload: Schema.Struct({ live: Schema.Boolean }),
+          element: Schema.String,
+          benchmark: { dataset: [{ live: false }], runs: 1, warmup: 0 }
+        },
+        ({ live }) =>
+          live
+            ? Stream.repeatEffect(Queue.take(next)).pipe(Stream.takeWhile((t) => t !== "!end"))
+            : Stream.make("a", "b", "c")
+      )
+      const pair = Remote.make(
+        "pair",
+        {
+          payload: Schema.Struct({ x: Schema.Number }),
+          success: Schema.Number,
+          batch: { maxSize: 2, maxWait: "1 second" }
+        },
+        (payloads) => Effect.succeed(payloads.map((p) => p.x * 2))
+      )
+      const app = Deployment.make("streamed", { contexts: [], remotes: [tokens, pair] })
+      const serving = yield* Scope.make()
+      const { url, worker } = yield* Worker.serveEffect(app, { ...local, report: reportTo(engineUrl) }).pipe(
+        Scope.extend(serving)
+      )
+      yield* worker.awaitReady
+      const body = (payload: unknown, requestIdx: number) => ({
+        payload,
+        auth_data: { request_idx: requestIdx, reqnum: requestIdx }
+      })
+      // A stream open: working, with the measured 3 elements as its load, and not reported as done.
+      const streaming = yield* Effect.fork(
+        request(`${url}/remote/tokens`, { body: body({ kwargs: { live: true } }, 21) })
+      )
+      yield* Queue.offer(next, "x")
+      const working = yield* takeUntil(posts, (seen) => seen.some((p) => p.body.working_request_idxs?.includes(21)))
+      expect(working.at(-1)!.body).toMatchObject({ cur_load: 3, num_requests_working: 1 })
+      expect(deletedIn(working)).toEqual([])
+      yield* Queue.offerAll(next, ["y", "!end"])
+      expect((yield* Fiber.join(streaming)).text).toBe(`{"item":"x"}\n{"item":"y"}\n{"end":{"count":2}}\n`)
+      // Two calls in one batch: two requests, each reported.
+      const [a, b] = yield* Effect.all(
+        [
+          request(`${url}/remote/pair`, { body: body({ kwargs: { x: 1 } }, 22) }),
+          request(`${url}/remote/pair`, { body: body({ kwargs: { x: 2 } }, 23) })
+        ],
+        { concurrency: 2 }
+      )
+      expect([a!.json, b!.json]).toEqual([{ result: { ok: 2 } }, { result: { ok: 4 } }])
+      const deleted = deletedIn(yield* takeUntil(posts, (seen) => deletedIn(seen).length >= 3))
+      expect(deleted.map((r) => [r.request_idx, r.status]).sort()).toEqual([
+        [21, "Success"],
+        [22, "Success"],
+        [23, "Success"]
+      ])
+      const stream = deleted.find((r) => r.request_idx === 21)
+      expect(stream.work_completed_at).toBeGreaterThanOrEqual(stream.work_started_at)
+      yield* Scope.close(serving, Exit.void)
     }).pipe(Effect.scoped)
   )
 

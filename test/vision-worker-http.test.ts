@@ -56,7 +56,7 @@ describe("vision-worker over HTTP", () => {
       expect(await worker.exited).toBe(0)
       const final = worker.output().slice(worker.output().indexOf("deployment vision-worker: stopped"))
       expect(final).toMatch(/^deployment vision-worker: stopped/)
-      for (const key of ["effect-deployments/tfjs/Backend", "Centernet", "Movenet"]) {
+      for (const key of ["effect-deployments/tfjs/Backend", "Centernet", "Movenet", "Antispoof"]) {
         expect(final).toMatch(new RegExp(`context ${key}\\s+exited\\s.*exit \\+\\d+ms`))
       }
     } finally {
@@ -82,7 +82,8 @@ describe("vision-worker over HTTP", () => {
         expect(report.contexts.map((c) => [c.key, c.state])).toEqual([
           ["effect-deployments/tfjs/Backend", "exited"],
           ["Centernet", "exited"],
-          ["Movenet", "exited"]
+          ["Movenet", "exited"],
+          ["Antispoof", "exited"]
         ])
         expect(timeline).toMatch(/context Centernet\s+exited\s+enter \+\d+ms -> \+\d+ms .* exit \+\d+ms/)
         expect(timeline).toMatch(/^ {2}ready after \d+ ms$/m)

@@ -1,40 +1,44 @@
 import { describe, expect, it, layer } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"
 import { Context, Effect, Layer } from "effect"
-import { app, detect, pose, sampleBytes } from "../examples/vision-worker/app.js"
+import { antispoof, app, detect, pose, sampleBytes } from "../examples/vision-worker/app.js"
 import { Worker } from "../src/index.js"
 import { Tfjs, Vision } from "../src/tfjs/index.js"
 import { selectBackend } from "../src/tfjs/internal/backend.js"
 import { ImageInvalid, RemoteFailure } from "../src/WorkerError.js"
-import { expectPeopleInSample, figureJpeg } from "./fixtures/tfjs.js"
+import { expectPeopleInSample, figureJpeg, thumbnailJpeg } from "./fixtures/tfjs.js"
 
-/** One vision worker for the whole file: start-up loads both models and runs the benchmark (about 3 s on wasm). */
+/** One vision worker for the whole file: start-up loads the models and runs the benchmark (about 3 s on wasm). */
 class VisionWorker extends Context.Tag("test/VisionWorker")<
   VisionWorker,
-  Worker.Worker<any, typeof detect | typeof pose>
+  Worker.Worker<any, typeof detect | typeof pose | typeof antispoof>
 >() {}
 
 const layerVisionWorker = Layer.scoped(VisionWorker, Worker.make(app)).pipe(Layer.orDie)
 
-layer(layerVisionWorker, { timeout: "60 seconds" })("vision-worker", (it) => {
+// The live clock for the worker: antispoof's batches wait `maxWait` (5 ms) on the worker's Clock, which a TestClock
+// would never advance.
+layer(layerVisionWorker, { timeout: "60 seconds", excludeTestServices: true })("vision-worker", (it) => {
   it.effect("enters the backend, then both models side by side, and benchmarks detect", () =>
     Effect.gen(function* () {
       const worker = yield* VisionWorker
-      // Both models depend on the backend only, so they enter in parallel
+      // The models depend on the backend only, so they enter in parallel
       expect(app.contexts).toEqual([
         [Tfjs.Backend.key, []],
         ["Centernet", [Tfjs.Backend.key]],
-        ["Movenet", [Tfjs.Backend.key]]
+        ["Movenet", [Tfjs.Backend.key]],
+        ["Antispoof", [Tfjs.Backend.key]]
       ])
       const report = yield* worker.report
       expect(report.phase).toBe("ready")
-      expect(report.contexts.map((c) => c.state)).toEqual(["entered", "entered", "entered"])
+      expect(report.contexts.map((c) => c.state)).toEqual(["entered", "entered", "entered", "entered"])
       const notes = Object.fromEntries(report.contexts.map((c) => [c.key, c.notes.join("; ")]))
       expect(notes[Tfjs.Backend.key]).toMatch(/^backend (tensorflow|wasm|cpu) \(best available\)/)
       expect(notes["Centernet"]).toMatch(
         /^graph model centernet\.json, input \[1,512,512,3\] float32, loaded in \d+ ms, warm-up \(1 run\)/
       )
       expect(notes["Movenet"]).toMatch(/^graph model movenet-lightning\.json, input \[1,192,192,3\] int32, .*warm-up/)
+      expect(notes["Antispoof"]).toMatch(/^graph model antispoof\.json, input \[\?,128,128,3\] float32, .*warm-up/)
       expect(report.benchmark).toMatchObject({ remote: "detect", calls: 3, runs: 3 })
     })
   )
@@ -90,12 +94,38 @@ layer(layerVisionWorker, { timeout: "60 seconds" })("vision-worker", (it) => {
     })
   )
 
+  it.effect("antispoof: concurrent calls share batches, each caller gets its own image's score or its own error", () =>
+    Effect.gen(function* () {
+      const worker = yield* VisionWorker
+      const faces = [0, 1, 2, 3, 4, 5].map(thumbnailJpeg)
+      // One at a time (batches of one): the reference scores.
+      const alone: Array<number> = []
+      for (const image of faces) alone.push(yield* worker.call(antispoof, { image }))
+      expect(alone.every((s) => s >= 0 && s <= 1)).toBe(true)
+      expect(new Set(alone.map((s) => s.toFixed(4))).size).toBeGreaterThan(1)
+      // Concurrently, with a bad image among them: gathered into batches, every score where its image was.
+      const mixed = [...faces.slice(0, 3), new TextEncoder().encode("not an image"), ...faces.slice(3)]
+      const results = yield* Effect.all(
+        mixed.map((image) => Effect.either(worker.call(antispoof, { image }))),
+        { concurrency: "unbounded" }
+      )
+      const scores = results.map((r) => (r._tag === "Right" ? r.right : r.left))
+      expect(scores[3]).toBeInstanceOf(ImageInvalid)
+      const good = scores.filter((_, i) => i !== 3) as Array<number>
+      good.forEach((score, i) => expect(score).toBeCloseTo(alone[i]!, 4))
+    })
+  )
+
   it.effect("leaves no tensor behind after 100 calls", () =>
     Effect.gen(function* () {
       const worker = yield* VisionWorker
       const image = figureJpeg()
       const before = tf.memory().numTensors
       for (let i = 0; i < 100; i++) yield* worker.call(pose, { image })
+      yield* Effect.all(
+        [image, image, new Uint8Array(3), image].map((image) => Effect.either(worker.call(antispoof, { image }))),
+        { concurrency: "unbounded" }
+      )
       yield* Effect.flip(worker.call(detect, { image: new Uint8Array(3) }))
       yield* worker.call(detect, { image: sampleBytes(), maxResults: 1 })
       expect(tf.memory().numTensors).toBe(before)
@@ -114,7 +144,7 @@ describe("vision-worker lifecycle", () => {
       expect(tf.memory().numTensors).toBeGreaterThan(before + 200)
       yield* worker.call(detect, { image: sampleBytes(), maxResults: 1 })
       yield* worker.shutdown
-      expect((yield* worker.report).contexts.map((c) => c.state)).toEqual(["exited", "exited", "exited"])
+      expect((yield* worker.report).contexts.map((c) => c.state)).toEqual(["exited", "exited", "exited", "exited"])
       expect(tf.memory().numTensors).toBe(before)
     })
   )

@@ -51,15 +51,15 @@ export const main = Effect.gen(function* () {
   const { worker } = served
   const url = localUrl(served)
   yield* Console.log(
-    `vision-worker: listening on ${served.url}; entering the backend, then centernet and movenet in parallel, ` +
-      `then the benchmark`
+    `vision-worker: listening on ${served.url}; entering the backend, then the models in parallel, then the benchmark`
   )
   // A failed start-up ends the process (non-zero, through runMain) after printing what entered and what failed
   yield* worker.awaitReady.pipe(
     Effect.tapError(() => Effect.flatMap(worker.report, (report) => Console.error(Worker.formatReport(report))))
   )
   yield* Console.log(Worker.formatReport(yield* worker.report))
-  yield* Console.log(`ready: ${url} (POST /remote/detect, /remote/pose; GET /health, /ready, /metrics; Ctrl-C stops)`)
+  const remotes = [...app.remotes.keys()].map((name) => `/remote/${name}`).join(", ")
+  yield* Console.log(`ready: ${url} (POST ${remotes}; GET /health, /ready, /metrics; Ctrl-C stops)`)
   const image = path.relative(process.cwd(), samplePath)
   yield* Console.log(`detect the people in the sample photo:\n  ${curlDetect(url, image)}`)
   return yield* Effect.never

@@ -1,7 +1,7 @@
 /**
  * Vision helpers for remote functions: decoding request images (JPEG, PNG, in pure JS), COCO object detection with
- * CenterNet and single-person pose with MoveNet Lightning (the graph models `@vladmandic/human` ships), and the Schemas
- * of their results. Inference runs inside `tf.tidy` and returns plain numbers, so a call leaves no tensor behind.
+ * CenterNet, single-person pose with MoveNet Lightning and batched face anti-spoofing scores (the graph models
+ * `@vladmandic/human` ships), and the Schemas of their results. Inference runs inside `tf.tidy` and returns plain numbers, so a call leaves no tensor behind.
  *
  * @example
  * ```ts
@@ -111,3 +111,24 @@ export const detect = (
  */
 export const pose = (model: VisionModel, rgb: RgbImage): Effect.Effect<Array<Keypoint>, never, Backend> =>
   Effect.flatMap(Backend, ({ tf }) => Effect.sync(() => vision.pose(tf, model, rgb)))
+
+/**
+ * Anti-spoofing scores (0..1, higher: more likely a real face) of face images, with the model human ships (input
+ * [N, 128, 128, 3]): the images go through the model as one batch, and the scores come back in their order. Made for
+ * a batched remote (`Remote.make` with `batch`), whose handler gets the images of concurrent calls at once.
+ *
+ * @example
+ * ```ts
+ * const real = Remote.make("real", {
+ *   payload: Schema.Struct({ image: Schema.Uint8ArrayFromSelf }),
+ *   success: Schema.Number,
+ *   batch: { maxSize: 8, maxWait: "5 millis" }
+ * }, (payloads) => Effect.flatMap(Effect.forEach(payloads, (p) => Vision.decodeImage(p.image)), (images) =>
+ *   Effect.flatMap(Antispoof, (model) => Vision.antispoof(model, images))))
+ * ```
+ */
+export const antispoof = (
+  model: VisionModel,
+  images: ReadonlyArray<RgbImage>
+): Effect.Effect<Array<number>, never, Backend> =>
+  Effect.flatMap(Backend, ({ tf }) => Effect.sync(() => vision.antispoof(tf, model, images)))

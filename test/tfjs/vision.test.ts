@@ -1,6 +1,6 @@
 import { expect, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import { detect, movenetKeypoints, pose } from "../../src/tfjs/internal/vision.js"
+import { antispoof, detect, movenetKeypoints, pose } from "../../src/tfjs/internal/vision.js"
 import { crop, expectPeopleInSample, layerWasm, Vision } from "../fixtures/tfjs.js"
 
 layer(layerWasm, { timeout: "60 seconds" })("vision on wasm", (it) => {
@@ -25,6 +25,23 @@ layer(layerWasm, { timeout: "60 seconds" })("vision on wasm", (it) => {
       expect(confident.length).toBeGreaterThan(0)
       expect(confident.every((d) => d.score >= 0.4)).toBe(true)
       expect(detect(tf, centernet, samples, { minScore: 0.99 })).toEqual([])
+    })
+  )
+
+  it.effect("antispoof scores a batch in one invocation, each image as it scores alone", () =>
+    Effect.gen(function* () {
+      const { antispoof: model, samples, tf } = yield* Vision
+      // The thumbnails of the top row: eight people, 160 px apart.
+      const faces = [0, 1, 2, 3, 4].map((i) => crop(samples, i * 160, 0, 160, 158))
+      const alone = faces.map((face) => antispoof(tf, model, [face])[0]!)
+      expect(alone.every((s) => s >= 0 && s <= 1)).toBe(true)
+      expect(new Set(alone.map((s) => s.toFixed(3))).size).toBeGreaterThan(1)
+      const batched = antispoof(tf, model, faces)
+      expect(batched).toHaveLength(5)
+      batched.forEach((s, i) => expect(s).toBeCloseTo(alone[i]!, 4))
+      // Order follows the input: reversed in, reversed out.
+      antispoof(tf, model, [...faces].reverse()).forEach((s, i) => expect(s).toBeCloseTo(alone[4 - i]!, 4))
+      expect(antispoof(tf, model, [])).toEqual([])
     })
   )
 

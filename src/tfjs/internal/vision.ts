@@ -281,3 +281,25 @@ export const pose = (tf: Tf, model: VisionModel, rgb: RgbImage): Array<Keypoint>
     score: values[i * 3 + 2] ?? 0
   }))
 }
+
+/**
+ * Scores how likely each image shows a real face rather than a photo or a screen of one, with the anti-spoofing model
+ * human ships (input [N, 128, 128, 3] float 0..1, output [N, 1]; human feeds it face crops and reports the score as
+ * `real`). Each image is stretched to the model's input and the whole batch runs as one model invocation: the
+ * model's batch dimension is free, so N images cost one call. Scores come back in the images' order.
+ *
+ * @example
+ * const [a, b] = antispoof(tf, model, [faceA, faceB])
+ */
+export const antispoof = (tf: Tf, model: VisionModel, images: ReadonlyArray<RgbImage>): Array<number> => {
+  if (images.length === 0) return []
+  const [height, width] = inputSize(model, 128)
+  const scores = tf.tidy(() => {
+    const batch = tf.stack(images.map((rgb) => tf.image.resizeBilinear(imageTensor(tf, rgb), [height, width])))
+    return single(model.execute(tf.div(batch, 255))).dataSync() as Float32Array
+  })
+  if (scores.length !== images.length) {
+    throw new Error(`the model gave ${scores.length} scores for ${images.length} images`)
+  }
+  return Array.from(scores)
+}
