@@ -86,7 +86,9 @@ export interface BenchmarkOptions<P, I> {
  *
  * `maxSize: "auto"` lets the benchmark choose: it runs the handler on batches of 1, 2, 4, ... up to `maxAutoSize`,
  * measures throughput and p90 latency at each, and keeps the size with the best throughput whose p90 latency plus
- * `maxWait` stays within `latencyBudget`.
+ * `maxWait` stays within `latencyBudget`. Until it has chosen (and in a worker started with `benchmark: false`),
+ * batches hold one call. `maxWait` is measured on the Effect `Clock`: under a `TestClock` a batch that does not fill
+ * waits for the test to move the clock.
  */
 export type BatchOptions =
   | {
