@@ -2,11 +2,14 @@ import { describe, expect, it } from "vitest"
 import * as Net from "node:net"
 import { spawnWorker } from "./fixtures/child.js"
 
-/** `effect-deployments serve <fixture>` (or a script of its own) as a child process on a free loopback port. */
+/**
+ * `effect-deployments serve <fixture>` from source (or a script of its own) as a child process on a free loopback
+ * port. The compiled bin is tested on the packed package, in package.test.ts.
+ */
 const start = (
   env: Record<string, string> = {},
   fixture = "test/fixtures/lifecycle-app.ts",
-  argv = ["bin/effect-deployments.mjs", "serve", fixture]
+  argv = ["--import", "tsx", "src/internal/cli.ts", "serve", fixture]
 ) => spawnWorker(argv, env)
 
 const post = (url: string, body: unknown) =>
@@ -22,7 +25,7 @@ const until = async (f: () => Promise<boolean>) => {
   throw new Error("condition not reached")
 }
 
-describe.concurrent("the bin, in a child process", () => {
+describe.concurrent("the CLI, in a child process", () => {
   it("serves a module, prints URL, report and ready; SIGTERM: in-flight calls finish, then the exits, exit 0", async () => {
     // Calls long enough that the signal lands while they run, even on a loaded machine.
     const worker = start({ FIXTURE_WORK_MS: "1500" })

@@ -1,10 +1,13 @@
 /**
  * `effect-deployments serve <module>`: load a module that exports a deployment and serve it.
  *
- * Run through bin/effect-deployments.mjs, which registers tsx so that `<module>` may be TypeScript.
+ * Run compiled, through bin/effect-deployments.mjs (no TypeScript compiler at start-up: a `.js`/`.mjs` module is
+ * served by plain node), or from source in this repository (`node --import tsx src/internal/cli.ts serve ...`). A
+ * TypeScript module is loaded through tsx, an optional peer dependency, registered only then.
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Effect, Exit } from "effect"
+import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { pathToFileURL } from "node:url"
 import { App } from "../App.js"
@@ -13,7 +16,7 @@ import * as Worker from "../Worker.js"
 
 const usage = `Usage: effect-deployments serve <module> [--port <n>] [--host <address>] [--no-benchmark]
 
-Loads <module> (TypeScript or JavaScript), takes the deployment it exports (the default export, or the one named
+Loads <module> (JavaScript; TypeScript when tsx is installed), takes the deployment it exports (the default export, or the one named
 export that is a deployment) and serves it over HTTP until SIGTERM or SIGINT.
 
 Environment: WORKER_PORT (default 8000), WORKER_HOST, WORKER_MAX_BODY_SIZE, WORKER_CALL_TIMEOUT, WORKER_DRAIN_TIMEOUT,
@@ -29,6 +32,12 @@ interface Args {
 const fail = (message: string): never => {
   process.stderr.write(`${message}\n\n${usage}\n`)
   process.exit(2)
+}
+
+/** A problem with the module to serve or its surroundings (not with the command line): exit 1 without the usage. */
+const die = (message: string): never => {
+  process.stderr.write(`effect-deployments: ${message}\n`)
+  process.exit(1)
 }
 
 const parseArgs = (argv: ReadonlyArray<string>): Args => {
@@ -81,8 +90,32 @@ const findDeployment = (mod: Record<string, unknown>, file: string): Deployment.
   )
 }
 
+const isTypeScript = (file: string): boolean => /\.[cm]?tsx?$/.test(file)
+
+/**
+ * Make `import()` load TypeScript: register tsx (an optional peer dependency), unless this CLI already runs under it
+ * (from source) or node strips types itself (newer versions). Without tsx, say what to do instead.
+ */
+const loadTypeScript = async (module: string): Promise<void> => {
+  if (import.meta.url.endsWith(".ts")) return
+  let api: typeof import("tsx/esm/api")
+  try {
+    api = await import("tsx/esm/api")
+  } catch (u) {
+    if ((u as { code?: unknown } | null)?.code !== "ERR_MODULE_NOT_FOUND") throw u
+    if ((process.features as { typescript?: unknown }).typescript) return
+    return die(
+      `${module} is TypeScript, and serving TypeScript needs tsx, which is not installed.\n` +
+        `Install it (npm install --save-dev tsx), or compile ${module} and serve the JavaScript.`
+    )
+  }
+  api.register()
+}
+
 const args = parseArgs(process.argv.slice(2))
 const file = Path.resolve(args.module)
+if (!Fs.existsSync(file)) die(`${args.module}: no such file`)
+if (isTypeScript(file)) await loadTypeScript(args.module)
 const mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>
 const deployment = findDeployment(mod, args.module)
 

@@ -23,7 +23,7 @@ import * as WorkerContext from "../WorkerContext.js"
 import type { ContextTimeout } from "../WorkerError.js"
 import * as backendInternal from "./internal/backend.js"
 import * as contexts from "./internal/contexts.js"
-import type { BackendUnavailable, ModelFileError, ModelWarmupFailed } from "./TfjsError.js"
+import type { BackendUnavailable, ModelFileError, ModelWarmupFailed, PackageMissing } from "./TfjsError.js"
 
 /**
  * The TensorFlow.js namespace (`@tensorflow/tfjs-core`, or the superset a native package exports) whose engine has
@@ -63,6 +63,8 @@ export class Backend extends Context.Tag("effect-deployments/tfjs/Backend")<Back
  * (`@tensorflow/tfjs-node-gpu`, then `@tensorflow/tfjs-node`), `wasm`, `cpu`; or, when the `TFJS_BACKEND` config
  * (environment variable) names one, that one only, failing start-up with `BackendUnavailable` saying why when it
  * cannot load. The choice, and why each better backend was skipped, is logged and noted in the start-up report.
+ * TensorFlow.js is an optional peer dependency, imported here and nowhere earlier: without `@tensorflow/tfjs-core`
+ * start-up fails with `PackageMissing`, naming what to install.
  *
  * @example
  * ```sh
@@ -71,7 +73,7 @@ export class Backend extends Context.Tag("effect-deployments/tfjs/Backend")<Back
  */
 export const backend: WorkerContext.WorkerContext<
   Backend,
-  BackendUnavailable | ConfigError.ConfigError | ContextTimeout
+  BackendUnavailable | PackageMissing | ConfigError.ConfigError | ContextTimeout
 > = WorkerContext.make(Backend, {
   enter: Effect.map(contexts.enterBackend, ({ name, skipped, tf }): BackendService => ({ tf, name, skipped }))
 })
@@ -96,7 +98,7 @@ export interface ModelOptions<M, Deps extends ReadonlyArray<WorkerContext.AnyTag
 }
 
 /** The errors a model context can fail start-up with. */
-export type ModelError = ModelFileError | ModelWarmupFailed | ContextTimeout
+export type ModelError = ModelFileError | ModelWarmupFailed | PackageMissing | ContextTimeout
 
 const modelContext = <I, M, Deps extends ReadonlyArray<WorkerContext.AnyTag>>(
   kind: Parameters<typeof contexts.enterModel<M>>[0],

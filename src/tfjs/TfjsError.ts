@@ -38,3 +38,15 @@ export class ModelWarmupFailed extends Data.TaggedError("ModelWarmupFailed")<{
   readonly path: string
   readonly message: string
 }> {}
+
+/**
+ * A package the tfjs subpath needs is not installed. `effect-deployments/tfjs` imports TensorFlow.js, `jpeg-js` and
+ * `pngjs` only when a context or helper first needs them (they are optional peer dependencies, so that the core
+ * installs none of them): `package` names the one missing, `neededBy` what needed it, and `message` says what to
+ * install.
+ */
+export class PackageMissing extends Data.TaggedError("PackageMissing")<{
+  readonly package: string
+  readonly neededBy: string
+  readonly message: string
+}> {}

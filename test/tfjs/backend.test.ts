@@ -58,7 +58,7 @@ describe("selectBackend", () => {
       const error = yield* Effect.flip(selectBackend("tensorflow"))
       expect(error).toMatchObject({ _tag: "BackendUnavailable", reason: "Unavailable", backend: "tensorflow" })
       expect(error.message).toContain('"tensorflow" is unavailable')
-      expect(error.message).toContain("Cannot find package '@tensorflow/tfjs-node-gpu'")
+      expect(error.message).toContain("@tensorflow/tfjs-node-gpu: not installed; @tensorflow/tfjs-node: not installed")
     })
   )
 })

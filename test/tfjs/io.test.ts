@@ -91,7 +91,7 @@ describe("fileSystem", () => {
       const shard = fs.readFileSync(movenetPath.replace(/\.json$/, ".bin"))
       fs.writeFileSync(path.join(path.dirname(file), "weights.bin"), shard.subarray(0, 1000))
       const error = yield* Effect.flip(loadGraphModel(file))
-      expect(error.reason).toBe("WeightSizeMismatch")
+      expect(error).toMatchObject({ _tag: "ModelFileError", reason: "WeightSizeMismatch" })
       expect(error.message).toContain(`${shard.length} bytes of weights but its shards hold 1000`)
     })
   )

@@ -8,6 +8,8 @@ import * as Effect from "effect/Effect"
 import { createRequire } from "node:module"
 import * as path from "node:path"
 import { BackendUnavailable } from "./errors.js"
+import type { PackageMissing } from "../TfjsError.js"
+import { missingPackage, packageMissing } from "./peer.js"
 
 /**
  * The TensorFlow.js namespace (`@tensorflow/tfjs-core` or a superset of it such as `@tensorflow/tfjs-node`).
@@ -47,8 +49,14 @@ export interface SelectedBackend {
  * types: neither is a required dependency.
  */
 const nativePackages: ReadonlyArray<string> = ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"]
+const core = "@tensorflow/tfjs-core"
+const wasmPackage = "@tensorflow/tfjs-backend-wasm"
+const cpuPackage = "@tensorflow/tfjs-backend-cpu"
 
 const messageOf = (u: unknown): string => {
+  // A package that is not installed is the usual reason, and its name says all of it
+  const missing = missingPackage(u)
+  if (missing !== undefined) return `${missing}: not installed`
   const message = u instanceof Error ? u.message : typeof u === "object" && u !== null && "message" in u ? u.message : u
   // Node's resolution errors list the whole require stack: the first line says what is missing
   return String(message).split("\n")[0] ?? ""
@@ -82,7 +90,8 @@ const loaders: Record<BackendName, () => Promise<Tf>> = {
         await activate(tf, "tensorflow")
         return tf
       } catch (u) {
-        failures.push(`${specifier}: ${messageOf(u)}`)
+        const reason = messageOf(u)
+        failures.push(reason.startsWith(`${specifier}: `) ? reason : `${specifier}: ${reason}`)
       }
     }
     throw new Error(failures.join("; "))
@@ -118,7 +127,9 @@ const isBackendName = (name: string): name is BackendName => (backendNames as Re
  * const { name, tf, skipped } = yield* selectBackend()      // "tensorflow", else "wasm", else "cpu"
  * const { tf } = yield* selectBackend("wasm")              // wasm or a BackendUnavailable
  */
-export const selectBackend = (preferred?: string): Effect.Effect<SelectedBackend, BackendUnavailable> =>
+export const selectBackend = (
+  preferred?: string
+): Effect.Effect<SelectedBackend, BackendUnavailable | PackageMissing> =>
   Effect.gen(function* () {
     if (preferred !== undefined && !isBackendName(preferred)) {
       return yield* new BackendUnavailable({
@@ -135,14 +146,24 @@ export const selectBackend = (preferred?: string): Effect.Effect<SelectedBackend
       if (loaded._tag === "Right") return { name, tf: loaded.right, skipped }
       skipped.push({ backend: name, reason: messageOf(loaded.left.cause) })
     }
+    // Without tfjs-core there is no TensorFlow.js at all: say what to install rather than list three failures
+    if (preferred !== "tensorflow" && skipped.some((s) => s.reason === `${core}: not installed`)) {
+      return yield* packageMissing(
+        core,
+        "Tfjs.backend",
+        `${core} and a backend (@tensorflow/tfjs-backend-wasm or -cpu, or @tensorflow/tfjs-node for native TensorFlow)`
+      )
+    }
     const backend = preferred ?? "any"
+    const allMissing = skipped.every((s) => s.reason.split("; ").every((r) => r.endsWith(": not installed")))
     return yield* new BackendUnavailable({
       reason: "Unavailable",
       backend,
       skipped,
       message:
         preferred === undefined
-          ? `no TensorFlow.js backend could be loaded: ${skipped.map((s) => `${s.backend} (${s.reason})`).join(", ")}`
+          ? `no TensorFlow.js backend could be loaded: ${skipped.map((s) => `${s.backend} (${s.reason})`).join(", ")}` +
+            (allMissing ? `; install one of ${[...nativePackages, wasmPackage, cpuPackage].join(", ")}` : "")
           : `TensorFlow.js backend "${preferred}" is unavailable: ${skipped[0]?.reason ?? "unknown cause"}`
     })
   })

@@ -13,7 +13,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as path from "node:path"
 import * as WorkerContext from "../../WorkerContext.js"
-import { type BackendUnavailable, type ModelFileError, ModelWarmupFailed } from "../TfjsError.js"
+import { type BackendUnavailable, type ModelFileError, ModelWarmupFailed, type PackageMissing } from "../TfjsError.js"
 import { type SelectedBackend, selectBackend, type Tf } from "./backend.js"
 import { loadGraphModel, loadLayersModel } from "./io.js"
 
@@ -23,25 +23,22 @@ export const backendConfig = Config.option(Config.string("TFJS_BACKEND"))
 /** The start-up report line: the chosen backend, and why each better one was passed over. */
 export const describeBackend = (selected: SelectedBackend, demanded: boolean): string => {
   const how = demanded ? "demanded by TFJS_BACKEND" : "best available"
-  // Node's "Cannot find package 'x' imported from /long/path" says no more than "not installed" in a report line
-  const skipped = selected.skipped.map(
-    (s) =>
-      `${s.backend} skipped: ${s.reason.replace(/Cannot find package '[^']+' imported from [^;]*/g, "not installed")}`
-  )
+  const skipped = selected.skipped.map((s) => `${s.backend} skipped: ${s.reason}`)
   return [`backend ${selected.name} (${how})`, ...skipped].join("; ")
 }
 
 /** Selects the backend TFJS_BACKEND demands, else the best one; logs and annotates the choice. */
-export const enterBackend: Effect.Effect<SelectedBackend, BackendUnavailable | ConfigError.ConfigError> = Effect.gen(
-  function* () {
-    const demanded = Option.getOrUndefined(yield* backendConfig)
-    const selected = yield* selectBackend(demanded)
-    const description = describeBackend(selected, demanded !== undefined)
-    yield* Effect.logInfo(`TensorFlow.js ${description}`)
-    yield* WorkerContext.annotate(description)
-    return selected
-  }
-)
+export const enterBackend: Effect.Effect<
+  SelectedBackend,
+  BackendUnavailable | PackageMissing | ConfigError.ConfigError
+> = Effect.gen(function* () {
+  const demanded = Option.getOrUndefined(yield* backendConfig)
+  const selected = yield* selectBackend(demanded)
+  const description = describeBackend(selected, demanded !== undefined)
+  yield* Effect.logInfo(`TensorFlow.js ${description}`)
+  yield* WorkerContext.annotate(description)
+  return selected
+})
 
 /**
  * How to warm a model up: a number of runs on zero inputs shaped like the model's inputs (unknown dimensions, such
@@ -59,7 +56,7 @@ interface InputSpec {
 /** What warm-up needs of a model kind. */
 interface Kind<M> {
   readonly name: string
-  readonly load: (file: string) => Effect.Effect<M, ModelFileError>
+  readonly load: (file: string) => Effect.Effect<M, ModelFileError | PackageMissing>
   readonly inputs: (model: M) => ReadonlyArray<InputSpec>
   /** Runs the model once on these inputs and disposes what it returns. */
   readonly run: (tf: Tf, model: M, inputs: ReadonlyArray<InputSpec>, tensors: Array<TfCore.Tensor>) => Promise<void>
@@ -163,7 +160,7 @@ export const enterModel = <M>(
   tf: Tf,
   modelPath: string,
   warmup: Warmup<M> | undefined
-): Effect.Effect<M, ModelFileError | ModelWarmupFailed> =>
+): Effect.Effect<M, ModelFileError | ModelWarmupFailed | PackageMissing> =>
   // One region: the load runs uninterruptibly (an interrupted load would go on in its promise and leave weights that
   // nothing disposes), and the guard that disposes the model is in place before the interruptible part begins. With
   // the guard installed after the load, an interruption (a sibling failed) that waited for the load landed in between.

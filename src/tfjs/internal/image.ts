@@ -4,9 +4,13 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
-import * as jpeg from "jpeg-js"
-import { PNG } from "pngjs"
 import { ImageDecodeError } from "./errors.js"
+import { cachedPeer } from "./peer.js"
+
+// Optional peers, imported at the first image of their format (see peer.ts). A missing one is a defect of the
+// deployment, not of the image: the call fails with it (CallFailed on the wire) and the log names the package.
+const jpegDecoder = cachedPeer("Vision.decodeImage (JPEG)", () => import("jpeg-js"))
+const pngDecoder = cachedPeer("Vision.decodeImage (PNG)", () => import("pngjs"))
 
 /**
  * A decoded image: `data` holds `width * height * 3` bytes, row by row, R G B for each pixel.
@@ -85,12 +89,12 @@ export const readDimensions = (
   return undefined
 }
 
-const decodeJpeg = (bytes: Uint8Array, maxResolutionInMP: number): RgbImage => {
+const decodeJpeg = (jpeg: typeof import("jpeg-js"), bytes: Uint8Array, maxResolutionInMP: number): RgbImage => {
   const image = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: false, maxResolutionInMP })
   return { width: image.width, height: image.height, data: image.data }
 }
 
-const decodePng = (bytes: Uint8Array): RgbImage => {
+const decodePng = ({ PNG }: typeof import("pngjs"), bytes: Uint8Array): RgbImage => {
   const png = PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))
   // pngjs always yields 8-bit RGBA whatever the colour type: drop alpha (the models take RGB)
   const pixels = png.width * png.height
@@ -143,14 +147,20 @@ export const decodeImage = (bytes: Uint8Array, options?: DecodeOptions): Effect.
         })
       )
     }
-    return Effect.try({
-      try: () => (format === "jpeg" ? decodeJpeg(bytes, maxResolutionInMP) : decodePng(bytes)),
-      catch: (u) =>
-        new ImageDecodeError({
-          reason: "Corrupt",
-          message: `cannot decode the ${format.toUpperCase()} image (${bytes.length} bytes): ${
-            u instanceof Error ? u.message : String(u)
-          }`
-        })
-    })
+    const decode =
+      format === "jpeg"
+        ? Effect.map(jpegDecoder, (jpeg) => () => decodeJpeg(jpeg, bytes, maxResolutionInMP))
+        : Effect.map(pngDecoder, (png) => () => decodePng(png, bytes))
+    return Effect.flatMap(Effect.orDie(decode), (run) =>
+      Effect.try({
+        try: run,
+        catch: (u) =>
+          new ImageDecodeError({
+            reason: "Corrupt",
+            message: `cannot decode the ${format.toUpperCase()} image (${bytes.length} bytes): ${
+              u instanceof Error ? u.message : String(u)
+            }`
+          })
+      })
+    )
   })

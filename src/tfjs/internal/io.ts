@@ -4,15 +4,20 @@
  *
  * @internal
  */
+import type { GraphModel } from "@tensorflow/tfjs-converter"
 import type * as TfCore from "@tensorflow/tfjs-core"
-import { io } from "@tensorflow/tfjs-core"
-import { type GraphModel, loadGraphModel as tfLoadGraphModel } from "@tensorflow/tfjs-converter"
-import { type LayersModel, loadLayersModel as tfLoadLayersModel } from "@tensorflow/tfjs-layers"
+import type { LayersModel } from "@tensorflow/tfjs-layers"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
+import type { PackageMissing } from "../TfjsError.js"
 import { ModelFileError } from "./errors.js"
+import { cachedPeer } from "./peer.js"
+
+// Optional peers, imported when a model is first loaded (see peer.ts)
+const converter = cachedPeer("Tfjs.graphModel", () => import("@tensorflow/tfjs-converter"))
+const layers = cachedPeer("Tfjs.layersModel", () => import("@tensorflow/tfjs-layers"))
 
 type ModelJSON = TfCore.io.ModelJSON
 type WeightsManifestEntry = TfCore.io.WeightsManifestEntry
@@ -103,6 +108,8 @@ export const fileSystem = (modelJsonPath: string): FileSystemHandler => {
   const directory = path.dirname(file)
   return {
     load: async () => {
+      // tfjs-core is there: the loaders that call this handler import it
+      const { io } = await import("@tensorflow/tfjs-core")
       const modelJson = parseModelJson(file, (await readFile(file)).toString("utf8"))
       return io.getModelArtifactsForJSON(modelJson, async (manifest) => {
         const specs: Array<WeightsManifestEntry> = []
@@ -162,18 +169,20 @@ const loadWith = <M>(
 /**
  * Loads a graph model from a local `model.json` on the active backend.
  */
-export const loadGraphModel = (modelJsonPath: string): Effect.Effect<GraphModel, ModelFileError> =>
-  loadWith(modelJsonPath, tfLoadGraphModel)
+export const loadGraphModel = (modelJsonPath: string): Effect.Effect<GraphModel, ModelFileError | PackageMissing> =>
+  Effect.flatMap(converter, (tfc) => loadWith(modelJsonPath, tfc.loadGraphModel))
 
 /**
  * Loads a layers model (a Keras-style `model.json` with `"format": "layers-model"`) from local files on the active
  * backend.
  */
-export const loadLayersModel = (modelJsonPath: string): Effect.Effect<LayersModel, ModelFileError> =>
-  loadWith(modelJsonPath, (handler) => tfLoadLayersModel(handler))
+export const loadLayersModel = (modelJsonPath: string): Effect.Effect<LayersModel, ModelFileError | PackageMissing> =>
+  Effect.flatMap(layers, (tfl) => loadWith(modelJsonPath, (handler) => tfl.loadLayersModel(handler)))
 
 /**
  * {@link loadGraphModel} whose weights are disposed when the scope closes.
  */
-export const loadGraphModelScoped = (modelJsonPath: string): Effect.Effect<GraphModel, ModelFileError, Scope.Scope> =>
+export const loadGraphModelScoped = (
+  modelJsonPath: string
+): Effect.Effect<GraphModel, ModelFileError | PackageMissing, Scope.Scope> =>
   Effect.acquireRelease(loadGraphModel(modelJsonPath), (model) => Effect.sync(() => model.dispose()))
