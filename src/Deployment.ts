@@ -3,7 +3,7 @@
  *
  * @since 0.1.0
  */
-import { Either, Layer, ParseResult, Schema } from "effect"
+import { Context, Effect, Either, Layer, ParseResult, Schema } from "effect"
 import type * as Remote from "./Remote.js"
 import * as WorkerContext from "./WorkerContext.js"
 import { DeploymentInvalid } from "./WorkerError.js"
@@ -116,16 +116,91 @@ export const make = <
     )
   }
 
-  const layer = wire(name, options.contexts)
-  return {
+  return assemble(name, options.contexts, remotes, benchmarkRemote)
+}
+
+/** The context layers each deployment was made from, for {@link override} to rewire. */
+const definitions = new WeakMap<Deployment, ReadonlyArray<Layer.Layer<any, any, any>>>()
+
+const assemble = <Remotes extends Remote.Definition>(
+  name: string,
+  contexts: ReadonlyArray<Layer.Layer<any, any, any>>,
+  remotes: ReadonlyMap<string, Remotes>,
+  benchmarkRemote: Remotes
+): Deployment<any, any, Remotes> => {
+  const wired = wire(name, contexts)
+  const deployment: Deployment<any, any, Remotes> = {
     [TypeId]: TypeId,
     name,
-    layer: layer.layer as Layer.Layer<LayerOut<Contexts[number]>, LayerErr<Contexts[number]>, never>,
+    layer: wired.layer as Layer.Layer<any, any, never>,
     remotes,
-    contexts: layer.contexts,
+    contexts: wired.contexts,
     benchmarkRemote
   }
+  definitions.set(deployment, contexts)
+  return deployment
 }
+
+/**
+ * The deployment with one context replaced by a test double, for testing remotes without loading the real thing.
+ * The double must provide the context's service (a type error otherwise) and takes the context's place: it keeps the
+ * context's key in the start-up report and for `WorkerContext.get`, and the contexts that depend on it get the double.
+ * Its `enter` and `exit` are the double layer's own (`Layer.succeed` has none; `Layer.scoped` may have both).
+ *
+ * A plain layer must need nothing; a double that needs other contexts of the deployment is made with
+ * `WorkerContext.make(Tag, { dependsOn, enter })`. The original deployment is unchanged. Throws `DeploymentInvalid`
+ * (`dependency-missing`) when the deployment has no context with the tag's key.
+ *
+ * @example
+ * ```ts
+ * const fake = { next: () => 0 }
+ * const testApp = Deployment.override(app, Model, Layer.succeed(Model, fake))
+ * const client = yield* WorkerTest.client(testApp)
+ * ```
+ */
+export const override: {
+  <Provides, E, Remotes extends Remote.Definition, I extends Provides, E2, R2 extends Provides>(
+    deployment: Deployment<Provides, E, Remotes>,
+    tag: Context.Tag<I, any>,
+    double: WorkerContext.WorkerContext<I, E2, R2>
+  ): Deployment<Provides, E | E2, Remotes>
+  <Provides, E, Remotes extends Remote.Definition, I extends Provides, S, E2>(
+    deployment: Deployment<Provides, E, Remotes>,
+    tag: Context.Tag<I, S>,
+    double: Layer.Layer<I, E2, never>
+  ): Deployment<Provides, E | E2, Remotes>
+} = (deployment: Deployment, tag: Context.Tag<any, any>, double: Layer.Layer<any, any, any>): Deployment => {
+  const contexts = definitions.get(deployment) ?? []
+  const at = contexts.findIndex((c) => WorkerContext.isWorkerContext(c) && c.key === tag.key)
+  if (at < 0) {
+    throw invalid(
+      "dependency-missing",
+      [tag.key],
+      `Deployment "${deployment.name}": cannot override "${tag.key}", which is not one of its contexts ` +
+        `(${deployment.contexts.map(([key]) => key).join(", ") || "none"})`
+    )
+  }
+  if (WorkerContext.isWorkerContext(double) && double.key !== tag.key) {
+    throw invalid(
+      "dependency-missing",
+      [tag.key, double.key],
+      `Deployment "${deployment.name}": the double for "${tag.key}" is the context "${double.key}"`
+    )
+  }
+  const replaced = [...contexts]
+  replaced[at] = WorkerContext.isWorkerContext(double) ? double : asContext(tag, double as Layer.Layer<any, any, never>)
+  return assemble(deployment.name, replaced, deployment.remotes, deployment.benchmarkRemote)
+}
+
+/**
+ * A plain layer as a context of the tag's key: built when the context enters (in the context's scope, so its own
+ * finalizers run when the context exits), its service what the context provides.
+ */
+const asContext = (tag: Context.Tag<any, any>, layer: Layer.Layer<any, any, never>): Layer.Layer<any, any, never> =>
+  WorkerContext.make(tag, {
+    // The layer's scope is the context's: Layer.scoped inside WorkerContext.make provides it
+    enter: Effect.map(Layer.build(layer), (context) => Context.unsafeGet(context, tag)) as Effect.Effect<unknown>
+  })
 
 const checkBenchmark = (name: string, remote: Remote.Definition): void => {
   const b = remote.benchmark!
