@@ -151,7 +151,7 @@ export const selectBackend = (
       return yield* packageMissing(
         core,
         "Tfjs.backend",
-        `${core} and a backend (@tensorflow/tfjs-backend-wasm or -cpu, or @tensorflow/tfjs-node for native TensorFlow)`
+        `${core} and a backend: ${wasmPackage} or ${cpuPackage} (or @tensorflow/tfjs-node for native TensorFlow)`
       )
     }
     const backend = preferred ?? "any"

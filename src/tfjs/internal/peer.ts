@@ -39,7 +39,7 @@ export const packageMissing = (pkg: string, neededBy: string, install: string = 
     neededBy,
     message:
       `${neededBy} needs the package "${pkg}", which is not installed: install ${install}` +
-      (pkg.startsWith("@tensorflow/") ? " (every @tensorflow package at the same version)" : "")
+      (pkg.startsWith("@tensorflow/") ? ", every @tensorflow package at the same version" : "")
   })
 
 /**
