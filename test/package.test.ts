@@ -100,7 +100,7 @@ describe("the packed package, installed in a fresh project", () => {
   })
 
   it("serves a .mjs deployment through the installed bin; the client calls it; SIGTERM drains and exits 0", async () => {
-    const worker = spawnWorker([...bin, "app.mjs"], {}, project)
+    const worker = spawnWorker([...bin, "app.mjs"], {}, { cwd: project })
     try {
       const [, url] = await worker.waitFor(/^ready: (http:\/\/\S+) /m)
       const response = await fetch(`${url}/remote/times`, {
@@ -136,7 +136,7 @@ describe("the packed package, installed in a fresh project", () => {
     }, 300_000)
 
     it("serves a TypeScript deployment through tsx", async () => {
-      const worker = spawnWorker([...bin, "app-ts.ts"], {}, project)
+      const worker = spawnWorker([...bin, "app-ts.ts"], {}, { cwd: project })
       try {
         const [, url] = await worker.waitFor(/^ready: (http:\/\/\S+) /m)
         expect((await node(["call.mjs", url!, "2"])).stdout).toBe("times: 6\n")

@@ -1,4 +1,6 @@
 import { describe, expect, it } from "vitest"
+import { spawnSync } from "node:child_process"
+import * as Fs from "node:fs"
 import * as Net from "node:net"
 import { spawnWorker } from "./fixtures/child.js"
 
@@ -132,5 +134,54 @@ describe.concurrent("the CLI, in a child process", () => {
     expect(worker.output()).toContain("exit:model")
     expect(worker.output()).toContain("exit:cache")
     expect(worker.output()).toContain("could not free")
+  })
+})
+
+/**
+ * A new PID namespace, as a container has: the command runs as PID 1, which the kernel sends no signal it has no
+ * handler for (the default "terminate" does not apply to PID 1). Needs util-linux's unshare and the right to create
+ * namespaces (root, or user namespaces): skipped where there is neither.
+ */
+const canUnshare = spawnSync("unshare", ["--pid", "--fork", "--mount-proc", "true"]).status === 0
+
+/** The command of `argv` as PID 1 in a new PID namespace; `pid1()` is its process id as seen from here. */
+const asPid1 = (argv: ReadonlyArray<string>, env: Record<string, string> = {}) => {
+  const worker = spawnWorker(["--pid", "--fork", "--mount-proc", ...argv], env, { command: "unshare" })
+  const pid1 = (): number => {
+    const unshare = worker.child.pid!
+    return Number(Fs.readFileSync(`/proc/${unshare}/task/${unshare}/children`, "utf8").trim())
+  }
+  return { ...worker, pid1 }
+}
+
+const cli = `${process.execPath} --import tsx src/internal/cli.ts serve test/fixtures/lifecycle-app.ts`
+
+describe.skipIf(!canUnshare).concurrent("as PID 1, as in a container", () => {
+  const drainsOnSigterm = async (worker: ReturnType<typeof asPid1>) => {
+    const [, url] = await worker.waitFor(/serving deployment "lifecycle" on (http:\/\/\S+)/)
+    await worker.waitFor(/^ready: /m)
+    const pid = worker.pid1()
+    // The worker's own process is PID 1 in its namespace
+    expect(Fs.readFileSync(`/proc/${pid}/status`, "utf8")).toMatch(/^NSpid:\s+\d+\s+1$/m)
+    expect(Fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")).toContain("src/internal/cli.ts")
+    const call = post(`${url}/remote/work`, { payload: { args: [3] } })
+    await until(async () =>
+      (await (await fetch(`${url}/metrics`)).text()).includes(
+        `worker_calls_in_flight{deployment="lifecycle",remote="work"} 1`
+      )
+    )
+    process.kill(pid, "SIGTERM")
+    expect(await call).toEqual({ status: 200, json: { result: { ok: 6 } } })
+    expect(await worker.exited).toBe(0)
+    expect(worker.output()).toContain("exit:model (interrupted)")
+    expect(worker.output()).toContain("exit:cache")
+  }
+
+  it('exec form (CMD ["node", ...]): SIGTERM drains, exits every context, exit 0', async () => {
+    await drainsOnSigterm(asPid1(cli.split(" "), { FIXTURE_WORK_MS: "1500" }))
+  })
+
+  it("under a shell that execs node (CMD exec node ...): the same", async () => {
+    await drainsOnSigterm(asPid1(["sh", "-c", `exec ${cli}`], { FIXTURE_WORK_MS: "1500" }))
   })
 })
