@@ -10,6 +10,7 @@
  * "ready after" (contexts and benchmark) from its report.
  *
  *   npx tsx bench/startup.ts [runs, default 3]
+ *   STARTUP_TARBALL=path/to/effect-deployments-x.tgz npx tsx bench/startup.ts   # a tarball packed earlier
  *
  * Writes bench/results/startup.json. The machine is shared: the load average is printed and recorded with the figures.
  */
@@ -85,7 +86,11 @@ const load = () => Os.loadavg().map((x) => Number(x.toFixed(2)))
 const main = async () => {
   const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-deployments-startup-"))
   try {
-    const packed = await pack(dir)
+    const given = process.env["STARTUP_TARBALL"]
+    const packed =
+      given === undefined
+        ? await pack(dir)
+        : { tarball: Path.resolve(given), bytes: Fs.statSync(Path.resolve(given)).size }
     const project = await makeProject(dir, packed.tarball)
     const installBytes = diskUsage(Path.join(project, "node_modules"))
     Fs.writeFileSync(Path.join(project, "deployment.mjs"), deployment)
@@ -146,7 +151,7 @@ const main = async () => {
         binImports: m.binImports,
         workerReadyAfter: readyAfter
       },
-      git: await gitHead()
+      tarball: given === undefined ? `packed from ${await gitHead()}` : Path.basename(given)
     }
     const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`
     console.log(`tarball ${(packed.bytes / 1024).toFixed(1)} kB; core install (node_modules) ${mb(installBytes)}`)
