@@ -7,7 +7,10 @@
  *
  * @since 0.1.0
  */
-import { HttpClient, HttpClientRequest } from "@effect/platform"
+// Deep imports: the "@effect/platform" barrel loads every module of it (its HTTP server and router included), which
+// a worker process pays for at start-up
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { Clock, Config, ConfigError, Duration, Effect, Fiber, Option, Queue, Schedule } from "effect"
 import { version as packageVersion } from "./internal/version.js"
 

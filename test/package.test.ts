@@ -54,7 +54,7 @@ describe("the packed package, installed in a fresh project", () => {
     const ran = await node(["imports.mjs"])
     expect(ran.stderr).toBe("")
     expect(ran.stdout).toContain(
-      "root: App,Benchmark,ContextNotFoundError,Deployment,Remote,Wire,Worker,WorkerClient,WorkerContext,WorkerError,WorkerTest"
+      "root: App,Benchmark,ContextNotFoundError,Deployment,Remote,Session,Wire,Worker,WorkerClient,WorkerContext,WorkerError,WorkerTest"
     )
     expect(ran.stdout).toContain("tfjs: Tfjs,TfjsError,Vision")
   })

@@ -16,8 +16,8 @@ import * as Worker from "../Worker.js"
 
 const usage = `Usage: effect-deployments serve <module> [--port <n>] [--host <address>] [--no-benchmark]
 
-Loads <module> (JavaScript; TypeScript when tsx is installed), takes the deployment it exports (the default export, or the one named
-export that is a deployment) and serves it over HTTP until SIGTERM or SIGINT.
+Loads <module> (JavaScript; TypeScript when tsx is installed), takes the deployment it exports (the default
+export, or the one named export that is a deployment) and serves it over HTTP until SIGTERM or SIGINT.
 
 Environment: WORKER_PORT (default 8000), WORKER_HOST, WORKER_MAX_BODY_SIZE, WORKER_CALL_TIMEOUT, WORKER_DRAIN_TIMEOUT,
 WORKER_MAX_QUEUE_TIME, WORKER_AUTH (none | token | signed), WORKER_TOKEN, WORKER_PUBLIC_KEY, REPORT_ADDR, UNSECURED.`
