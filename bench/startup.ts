@@ -51,9 +51,38 @@ server.listen(0, "127.0.0.1", () => console.log("ready: http://127.0.0.1:" + ser
 process.on("SIGTERM", () => server.close())
 `
 
-/** Spawn `node args` in `cwd`; milliseconds until `until` matches the output (then SIGTERM) or, without it, the exit. */
+/** CPU time (user + system, all threads) a live process has used so far, from /proc (Linux; undefined elsewhere). */
+const cpuOf = (pid: number): number | undefined => {
+  try {
+    const stat = Fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    // utime and stime, fields 14 and 15 of stat(5), in clock ticks (100 a second on Linux)
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100
+  } catch {
+    return undefined
+  }
+}
+
+/** Preloaded into the programs timed to their exit: prints the CPU time they used, as `cpu: <ms>`, when they exit. */
+const cpuOnExit = `process.on("exit", () => {
+  const { user, system } = process.cpuUsage()
+  process.stderr.write("cpu: " + (user + system) / 1000 + "\\n")
+})
+`
+
+interface Timed {
+  readonly millis: number
+  /** CPU time to ready (or to the exit), which the load of a shared machine inflates far less than the wall time. */
+  readonly cpuMillis: number | undefined
+  readonly output: string
+}
+
+/**
+ * Spawn `node args` in `cwd`. With `until`: the milliseconds until it matches the output (then SIGTERM), and the CPU
+ * time used by then. Without: the milliseconds to the exit, and the CPU time (args must preload cpu.mjs).
+ */
 const time = (cwd: string, args: ReadonlyArray<string>, until?: RegExp) =>
-  new Promise<{ readonly millis: number; readonly output: string }>((resolve, reject) => {
+  new Promise<Timed>((resolve, reject) => {
     const t0 = performance.now()
     const child = spawn(process.execPath, [...args], {
       cwd,
@@ -62,20 +91,26 @@ const time = (cwd: string, args: ReadonlyArray<string>, until?: RegExp) =>
     })
     let output = ""
     let millis: number | undefined
+    let cpuMillis: number | undefined
     const onData = (chunk: Buffer) => {
       output += chunk.toString("utf8")
       if (until !== undefined && millis === undefined && until.test(output)) {
         millis = performance.now() - t0
+        cpuMillis = cpuOf(child.pid!)
         child.kill("SIGTERM")
       }
     }
     child.stdout.on("data", onData)
     child.stderr.on("data", onData)
     child.on("exit", (code) => {
-      if (until === undefined) millis = performance.now() - t0
+      if (until === undefined) {
+        millis = performance.now() - t0
+        const cpu = /^cpu: ([\d.]+)$/m.exec(output)
+        cpuMillis = cpu === null ? undefined : Number(cpu[1])
+      }
       if (millis === undefined || (until === undefined && code !== 0)) {
         reject(new Error(`node ${args.join(" ")} exited ${code} before ${until ?? "the end"}:\n${output}`))
-      } else resolve({ millis, output })
+      } else resolve({ millis, cpuMillis, output })
     })
   })
 
@@ -95,43 +130,52 @@ const main = async () => {
     const installBytes = diskUsage(Path.join(project, "node_modules"))
     Fs.writeFileSync(Path.join(project, "deployment.mjs"), deployment)
     Fs.writeFileSync(Path.join(project, "floor.mjs"), floor)
+    Fs.writeFileSync(Path.join(project, "cpu.mjs"), cpuOnExit)
     const bin = "node_modules/effect-deployments/bin/effect-deployments.mjs"
     const programs = {
       floor: ["floor.mjs"],
       worker: [bin, "serve", "deployment.mjs"],
-      nodeAlone: ["-e", "0"],
-      importEffect: ["--input-type=module", "-e", 'await import("effect")'],
-      importPackage: ["--input-type=module", "-e", 'await import("effect-deployments")'],
-      binImports: [bin, "--help"]
+      nodeAlone: ["--import", "./cpu.mjs", "-e", "0"],
+      importEffect: ["--import", "./cpu.mjs", "--input-type=module", "-e", 'await import("effect")'],
+      importPackage: ["--import", "./cpu.mjs", "--input-type=module", "-e", 'await import("effect-deployments")'],
+      binImports: ["--import", "./cpu.mjs", bin, "--help"]
     } as const
     const ready = /^ready: /m
     const loadBefore = load()
-    const samples: Record<keyof typeof programs, Array<number>> = {
-      floor: [],
-      worker: [],
-      nodeAlone: [],
-      importEffect: [],
-      importPackage: [],
-      binImports: []
+    const names = Object.keys(programs) as Array<keyof typeof programs>
+    const samples = Object.fromEntries(names.map((k) => [k, [] as Array<number>])) as Record<
+      keyof typeof programs,
+      Array<number>
+    >
+    const cpu = Object.fromEntries(names.map((k) => [k, [] as Array<number>])) as Record<
+      keyof typeof programs,
+      Array<number>
+    >
+    const record = (name: keyof typeof programs, timed: Timed) => {
+      samples[name].push(timed.millis)
+      if (timed.cpuMillis !== undefined) cpu[name].push(timed.cpuMillis)
+      return timed
     }
     const workerReadyAfter: Array<number> = []
     // One untimed round first: the file system cache, not the code, would otherwise decide the first run
     await time(project, programs.floor, ready)
     await time(project, programs.worker, ready)
     for (let i = 0; i < RUNS; i++) {
-      samples.floor.push((await time(project, programs.floor, ready)).millis)
-      const served = await time(project, programs.worker, ready)
-      samples.worker.push(served.millis)
+      record("floor", await time(project, programs.floor, ready))
+      const served = record("worker", await time(project, programs.worker, ready))
       workerReadyAfter.push(Number(/ready after (\d+) ms/.exec(served.output)?.[1] ?? NaN))
       for (const name of ["nodeAlone", "importEffect", "importPackage", "binImports"] as const) {
-        samples[name].push((await time(project, programs[name])).millis)
+        record(name, await time(project, programs[name]))
       }
     }
     const loadAfter = load()
-    const m = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, round(median(v))])) as Record<
-      keyof typeof programs,
-      number
-    >
+    const medians = (of: Record<keyof typeof programs, Array<number>>) =>
+      Object.fromEntries(names.map((k) => [k, of[k].length === 0 ? NaN : round(median(of[k]))])) as Record<
+        keyof typeof programs,
+        number
+      >
+    const m = medians(samples)
+    const c = medians(cpu)
     const readyAfter = round(median(workerReadyAfter))
     const result = {
       date: new Date().toISOString(),
@@ -144,30 +188,45 @@ const main = async () => {
       tarballBytes: packed.bytes,
       coreInstallBytes: installBytes,
       spawnToReady: { worker: m.worker, floor: m.floor, overFloor: m.worker - m.floor, samples },
+      cpuToReady: { worker: c.worker, floor: c.floor, overFloor: c.worker - c.floor, samples: cpu },
       breakdown: {
-        nodeAlone: m.nodeAlone,
-        importEffect: m.importEffect,
-        importPackage: m.importPackage,
-        binImports: m.binImports,
+        wall: {
+          nodeAlone: m.nodeAlone,
+          importEffect: m.importEffect,
+          importPackage: m.importPackage,
+          binImports: m.binImports
+        },
+        cpu: {
+          nodeAlone: c.nodeAlone,
+          importEffect: c.importEffect,
+          importPackage: c.importPackage,
+          binImports: c.binImports
+        },
         workerReadyAfter: readyAfter
       },
       tarball: given === undefined ? `packed from ${await gitHead()}` : Path.basename(given)
     }
     const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`
     console.log(`tarball ${(packed.bytes / 1024).toFixed(1)} kB; core install (node_modules) ${mb(installBytes)}`)
-    console.log(`spawn -> ready, median of ${RUNS} (load average ${loadBefore.join(" ")} -> ${loadAfter.join(" ")}):`)
-    console.log(`  worker (installed bin, ${CONTEXTS} x ${ENTER_MS} ms)  ${m.worker} ms   ${samples.worker.map(round)}`)
-    console.log(`  floor (node + effect + sleeps + node:http)   ${m.floor} ms   ${samples.floor.map(round)}`)
-    console.log(`  worker - floor                               ${m.worker - m.floor} ms`)
-    console.log(`where the time goes (spawn -> exit of a fresh node, medians):`)
-    console.log(`  node alone                          ${m.nodeAlone} ms`)
-    console.log(`  import effect                       ${m.importEffect} ms (+${m.importEffect - m.nodeAlone})`)
-    console.log(`  import effect-deployments           ${m.importPackage} ms (+${m.importPackage - m.nodeAlone})`)
-    console.log(`  the bin's imports (serve --help)    ${m.binImports} ms (+${m.binImports - m.nodeAlone})`)
-    console.log(`  worker start -> ready (its report)  ${readyAfter} ms (contexts ${ENTER_MS} ms + benchmark)`)
+    const row = (label: string, name: keyof typeof programs, base?: keyof typeof programs) =>
+      `  ${label.padEnd(44)} ${String(m[name]).padStart(5)} ms` +
+      (base === undefined ? "" : ` (+${m[name] - m[base]})`.padEnd(9)) +
+      `   cpu ${String(c[name]).padStart(5)} ms` +
+      (base === undefined ? "" : ` (+${c[name] - c[base]})`)
     console.log(
-      `  rest (deployment import, listen)    ${m.worker - m.binImports - readyAfter} ms (worker - bin imports - ready after)`
+      `load average ${loadBefore.join(" ")} -> ${loadAfter.join(" ")} (2 cores shared: wall times are inflated)`
     )
+    console.log(`spawn -> ready, median of ${RUNS}, wall and CPU:`)
+    console.log(row(`worker (installed bin, ${CONTEXTS} x ${ENTER_MS} ms)`, "worker"))
+    console.log(row("floor (node + effect + sleeps + node:http)", "floor"))
+    console.log(`  worker - floor: ${m.worker - m.floor} ms wall, ${c.worker - c.floor} ms cpu`)
+    console.log(`  runs: worker ${samples.worker.map(round).join(", ")}; floor ${samples.floor.map(round).join(", ")}`)
+    console.log(`where the time goes (spawn -> exit of a fresh node, medians):`)
+    console.log(row("node alone", "nodeAlone"))
+    console.log(row("import effect", "importEffect", "nodeAlone"))
+    console.log(row("import effect-deployments", "importPackage", "nodeAlone"))
+    console.log(row("the bin's imports (serve --help)", "binImports", "nodeAlone"))
+    console.log(`  worker start -> ready (its report)           ${readyAfter} ms (contexts ${ENTER_MS} ms + benchmark)`)
     const out = Path.join(root, "bench", "results", "startup.json")
     Fs.writeFileSync(out, JSON.stringify(result, null, 2) + "\n")
     console.log(`written ${Path.relative(root, out)}`)

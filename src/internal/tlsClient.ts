@@ -1,5 +1,4 @@
 import type * as HttpClient from "@effect/platform/HttpClient"
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { Effect, Layer } from "effect"
 import * as Http from "node:http"
 import type * as Https from "node:https"
@@ -20,7 +19,20 @@ export interface ClientOptions {
  *
  * @internal
  */
-export const clientLayer = (options: ClientOptions): Layer.Layer<HttpClient.HttpClient> => {
+export const clientLayer = (options: ClientOptions): Layer.Layer<HttpClient.HttpClient> =>
+  // Imported when the layer is built: NodeHttpClient loads undici, which every importer of the package (a worker
+  // process among them) would otherwise pay for at start-up, TLS or not
+  Layer.unwrapEffect(
+    Effect.map(
+      Effect.promise(() => import("@effect/platform-node/NodeHttpClient")),
+      (NodeHttpClient) => layerWith(NodeHttpClient, options)
+    )
+  )
+
+const layerWith = (
+  NodeHttpClient: typeof import("@effect/platform-node/NodeHttpClient"),
+  options: ClientOptions
+): Layer.Layer<HttpClient.HttpClient> => {
   const agent =
     options.agent !== undefined
       ? Layer.scoped(
