@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, Effect, Exit } from "effect"
-import { importPeer, missingPackage } from "../../src/tfjs/internal/peer.js"
+import { cachedPeer, importPeer, missingPackage } from "../../src/tfjs/internal/peer.js"
 
 /** The specifier in a variable, so that the bundler of the test runner does not try to resolve it up front. */
 const importByName = (name: string) => () => import(name)
@@ -59,4 +59,20 @@ describe("importPeer", () => {
       expect(Exit.isFailure(exit) && Cause.squash(exit.cause)).toBe(broken)
     })
   )
+})
+
+describe("cachedPeer", () => {
+  it("imports once, then gives the module synchronously; a missing package fails every time", async () => {
+    let imports = 0
+    const jpeg = cachedPeer("test", () => (imports++, import("jpeg-js")))
+    expect(() => Effect.runSync(jpeg)).toThrow() // the first import is asynchronous
+    await Effect.runPromise(jpeg)
+    expect(typeof Effect.runSync(jpeg).decode).toBe("function")
+    expect(imports).toBe(1)
+    const missing = cachedPeer("test", importByName("no-such-package-4f2a"))
+    for (let i = 0; i < 2; i++) {
+      const error = await Effect.runPromise(Effect.flip(missing))
+      expect(error).toMatchObject({ _tag: "PackageMissing", package: "no-such-package-4f2a" })
+    }
+  })
 })

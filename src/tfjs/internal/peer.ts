@@ -56,10 +56,18 @@ export const importPeer = <M>(neededBy: string, load: () => Promise<M>): Effect.
   )
 
 /**
- * {@link importPeer} for a module needed on a call's path: imported once, the outcome (module or missing package)
- * kept for every later call.
+ * {@link importPeer} for a module needed on a call's path: imported once, then at hand synchronously (a call that
+ * runs synchronously stays so); a missing package stays missing, and every call says so.
  */
 export const cachedPeer = <M>(neededBy: string, load: () => Promise<M>): Effect.Effect<M, PackageMissing> => {
-  let loaded: Promise<M> | undefined
-  return importPeer(neededBy, () => (loaded ??= load()))
+  let loaded: M | undefined
+  let loading: Promise<M> | undefined
+  const first = Effect.tap(
+    importPeer(neededBy, () => (loading ??= load())),
+    (module) =>
+      Effect.sync(() => {
+        loaded = module
+      })
+  )
+  return Effect.suspend(() => (loaded === undefined ? first : Effect.succeed(loaded)))
 }
