@@ -13,7 +13,7 @@ import { app, Model } from "./tokenizer-model.js"
  * A client over the deployment running in process, in the test's scope (shut down when the test ends). The contexts
  * load while the TestClock stands still, so move it past the slowest one before waiting for the client.
  */
-const startClient = <Provides, E, Remotes extends Remote.Any>(
+const startClient = <Provides, E, Remotes extends Remote.Definition>(
   deployment: Deployment.Deployment<Provides, E, Remotes>
 ) =>
   Effect.gen(function* () {

@@ -28,7 +28,7 @@ import type * as WorkerClient from "./WorkerClient.js"
 import type { StartupFailed } from "./WorkerError.js"
 
 /** A worker started in the test's scope, and a client calling it in process. */
-export interface TestWorker<Provides, Remotes extends Remote.Any> {
+export interface TestWorker<Provides, Remotes extends Remote.Definition> {
   /** The worker itself: its `report`, `status`, `metrics`, `shutdown`, ... */
   readonly worker: Worker.Worker<Provides, Remotes>
   /** The typed client's methods, calling the worker in process. */
@@ -45,7 +45,7 @@ export interface TestWorker<Provides, Remotes extends Remote.Any> {
  * wire cannot carry fails here too. HTTP itself is left out: no sockets, status codes, auth or retries (a refused
  * call fails at once with `WorkerUnavailable`).
  */
-export const make: <Provides, E, Remotes extends Remote.Any>(
+export const make: <Provides, E, Remotes extends Remote.Definition>(
   deployment: Deployment.Deployment<Provides, E, Remotes>,
   options?: Worker.Options
 ) => Effect.Effect<TestWorker<Provides, Remotes>, StartupFailed, Scope.Scope> = internal.make
@@ -59,7 +59,7 @@ export const make: <Provides, E, Remotes extends Remote.Any>(
  * const n = yield* client.square({ x: 3 }) // 9: a number, typed from the remote's success schema
  * ```
  */
-export const client = <Provides, E, Remotes extends Remote.Any>(
+export const client = <Provides, E, Remotes extends Remote.Definition>(
   deployment: Deployment.Deployment<Provides, E, Remotes>,
   options?: Worker.Options
 ): Effect.Effect<WorkerClient.Client<Remotes>, StartupFailed, Scope.Scope> =>

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Fiber, Layer, Schema, TestClock } from "effect"
+import { Chunk, Context, Effect, Fiber, Layer, Schema, Stream, TestClock } from "effect"
 import * as Deployment from "../src/Deployment.js"
 import * as Remote from "../src/Remote.js"
 import * as WorkerContext from "../src/WorkerContext.js"
@@ -47,7 +47,21 @@ const stamp = Remote.make(
 
 const nan = Remote.make("nan", { payload: Schema.Struct({}), success: Schema.Number }, () => Effect.succeed(NaN))
 
-const app = Deployment.make("scaler", { contexts: [ModelLive], remotes: [scale, stamp, nan] })
+/** The multiples of `x` up to `count` of them; past 3 of them, the declared error, midway. */
+const multiples = Remote.stream(
+  "multiples",
+  { payload: Schema.Struct({ x: Schema.Number, count: Schema.Int }), element: Schema.Number, error: TooBig },
+  ({ count, x }) =>
+    Stream.unwrap(
+      Effect.map(Model, (m) =>
+        Stream.range(1, count).pipe(
+          Stream.mapEffect((i) => (i > 3 ? Effect.fail(new TooBig({ limit: 3 })) : Effect.succeed(m.scale(x) * i)))
+        )
+      )
+    )
+)
+
+const app = Deployment.make("scaler", { contexts: [ModelLive], remotes: [scale, stamp, nan, multiples] })
 
 const fake = Layer.succeed(Model, { scale: (x: number) => x + 0.5 })
 
@@ -79,6 +93,20 @@ describe("WorkerTest.client", () => {
       const unsendable = yield* Effect.flip(client.nan({}))
       expect(unsendable).toMatchObject({ _tag: "CallFailed", remote: "nan", reason: "encode" })
       expect(unsendable.message).toContain("NaN cannot be sent as JSON")
+    })
+  )
+
+  it.scoped("a stream remote gives a typed Stream of its elements, and its declared error midway", () =>
+    Effect.gen(function* () {
+      const client = yield* WorkerTest.client(Deployment.override(app, Model, fake))
+      const elements: Chunk.Chunk<number> = yield* Stream.runCollect(client.multiples({ x: 1, count: 3 }))
+      expect(Chunk.toArray(elements)).toEqual([1.5, 3, 4.5])
+      const seen: Array<number> = []
+      const error = yield* Effect.flip(
+        Stream.runForEach(client.multiples({ x: 1, count: 5 }), (n) => Effect.sync(() => seen.push(n)))
+      )
+      expect(seen).toEqual([1.5, 3, 4.5])
+      expect(error).toBeInstanceOf(TooBig)
     })
   )
 

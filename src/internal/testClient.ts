@@ -1,4 +1,4 @@
-import { Effect, ParseResult, Schema } from "effect"
+import { Effect, ParseResult, Schema, Stream } from "effect"
 import type { Scope } from "effect"
 import type * as Deployment from "../Deployment.js"
 import type * as Remote from "../Remote.js"
@@ -9,7 +9,7 @@ import { CallFailed, FieldIssue, PayloadInvalid, RemoteFailure } from "../Worker
 import type { StartupFailed } from "../WorkerError.js"
 
 /** @internal */
-export interface TestWorker<Provides, Remotes extends Remote.Any> {
+export interface TestWorker<Provides, Remotes extends Remote.Definition> {
   readonly worker: Worker.Worker<Provides, Remotes>
   readonly client: Client<Remotes>
 }
@@ -26,16 +26,16 @@ const overTheWire = (value: unknown) =>
   Effect.flatMap(Wire.encodeValue(value), (json) => Wire.decodeValue(JSON.parse(JSON.stringify(json))))
 
 /**
- * One remote's method: the payload and the result go through the remote's Schemas and the wire's value encoding as
- * they do between `WorkerClient` and a served worker, and the worker runs the call through `invoke`, the path its
- * HTTP server takes; only HTTP itself (sockets, status codes, auth, retries) is left out.
+ * The calls of one remote, as `WorkerClient` makes them but in process: the payload and every result go through the
+ * remote's Schemas and the wire's value encoding as between a client and a served worker, and the worker runs the
+ * call through `invoke`, the path its HTTP server takes; only HTTP itself (sockets, status codes, auth, retries) is
+ * left out.
  */
-const method =
-  (worker: Worker.Worker, remote: Remote.Any) =>
-  (payload: unknown): Effect.Effect<unknown, unknown> =>
+const calls = (worker: Worker.Worker, remote: Remote.Definition) => {
+  const name = remote.name
+  const protocol = (detail: string) => new CallFailed({ remote: name, reason: "protocol", detail })
+  const kwargsOf = (payload: unknown) =>
     Effect.gen(function* () {
-      const name = remote.name
-      const protocol = (detail: string) => new CallFailed({ remote: name, reason: "protocol", detail })
       const encoded = yield* Schema.encodeUnknown(asSchema(remote.payload))(payload).pipe(
         Effect.mapError((e) => new PayloadInvalid({ remote: name, issues: issuesOf(e) }))
       )
@@ -44,33 +44,57 @@ const method =
         if (value === undefined) continue
         kwargs[key] = yield* Effect.mapError(overTheWire(value), (e) => protocol(e.message))
       }
-      const result = yield* worker.invoke(name, kwargs).pipe(
-        Effect.catchIf(
-          (e): e is RemoteFailure => e instanceof RemoteFailure,
-          // The remote's declared error, decoded from the form the worker encoded it in, as the client decodes it
-          (e) =>
-            Schema.decodeUnknown(asSchema(remote.error))(e.encoded).pipe(
-              Effect.mapError((parse) => protocol(`the worker sent an undeclared error: ${parse.message}`)),
-              Effect.flatMap(Effect.fail)
+      return kwargs
+    })
+  // The remote's declared error, decoded from the form the worker encoded it in, as the client decodes it
+  const declared = (e: unknown): Effect.Effect<never, unknown> =>
+    e instanceof RemoteFailure
+      ? Schema.decodeUnknown(asSchema(remote.error))(e.encoded).pipe(
+          Effect.mapError((parse) => protocol(`the worker sent an undeclared error: ${parse.message}`)),
+          Effect.flatMap(Effect.fail)
+        )
+      : Effect.fail(e)
+  const received = (schema: Schema.Schema.Any, what: string) => (value: unknown) =>
+    Effect.mapError(
+      overTheWire(value),
+      (e) => new CallFailed({ remote: name, reason: "encode", detail: e.message })
+    ).pipe(
+      Effect.flatMap((value) =>
+        Effect.mapError(Schema.decodeUnknown(asSchema(schema))(value), (e) =>
+          protocol(`the ${what} does not match its schema: ${e.message}`)
+        )
+      )
+    )
+
+  if (remote.kind === "stream") {
+    const element = received(remote.element, "element")
+    return (payload: unknown): Stream.Stream<unknown, unknown> =>
+      Stream.unwrap(
+        Effect.map(
+          Effect.flatMap(kwargsOf(payload), (kwargs) => Effect.catchAll(worker.invoke(name, kwargs), declared)),
+          (elements) =>
+            (elements as Stream.Stream<unknown, unknown>).pipe(
+              Stream.catchAll((e) => Stream.fromEffect(declared(e))),
+              Stream.mapEffect(element)
             )
         )
       )
-      const received = yield* Effect.mapError(
-        overTheWire(result),
-        (e) => new CallFailed({ remote: name, reason: "encode", detail: e.message })
-      )
-      return yield* Effect.mapError(Schema.decodeUnknown(asSchema(remote.success))(received), (e) =>
-        protocol(`the result does not match the success schema: ${e.message}`)
-      )
-    })
+  }
+  const success = received(remote.success, "result")
+  return (payload: unknown): Effect.Effect<unknown, unknown> =>
+    kwargsOf(payload).pipe(
+      Effect.flatMap((kwargs) => Effect.catchAll(worker.invoke(name, kwargs), declared)),
+      Effect.flatMap(success)
+    )
+}
 
 /** @internal */
-export const make = <Provides, E, Remotes extends Remote.Any>(
+export const make = <Provides, E, Remotes extends Remote.Definition>(
   deployment: Deployment.Deployment<Provides, E, Remotes>,
   options?: Worker.Options
 ): Effect.Effect<TestWorker<Provides, Remotes>, StartupFailed, Scope.Scope> =>
   Effect.map(Worker.make(deployment, { benchmark: false, ...options }), (worker) => {
-    const client: Record<string, (payload: unknown) => Effect.Effect<unknown, unknown>> = {}
-    for (const remote of deployment.remotes.values()) client[remote.name] = method(worker, remote)
+    const client: Record<string, ReturnType<typeof calls>> = {}
+    for (const remote of deployment.remotes.values()) client[remote.name] = calls(worker, remote)
     return { worker, client: client as unknown as Client<Remotes> }
   })
