@@ -35,8 +35,9 @@ const load = (): number => Math.round(os.loadavg()[0]! * 100) / 100
 const round = (n: number, digits = 1): number => Math.round(n * 10 ** digits) / 10 ** digits
 
 /** The eight thumbnails of the sample photo's top row (a person each, 160x158), as JPEG bytes. */
-const faces = (() => {
-  const sample = Effect.runSync(Vision.decodeImage(sampleBytes()))
+const faces = await (async () => {
+  // Vision.decodeImage imports its decoder (an optional peer) at the first image: run it, not runSync
+  const sample = await Effect.runPromise(Vision.decodeImage(sampleBytes()))
   return Array.from({ length: 8 }, (_, i) => {
     const [width, height] = [160, 158]
     const rgba = Buffer.alloc(width * height * 4, 255)
