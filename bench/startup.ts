@@ -206,8 +206,10 @@ const main = async () => {
       },
       tarball: given === undefined ? `packed from ${await gitHead()}` : Path.basename(given)
     }
-    const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`
-    console.log(`tarball ${(packed.bytes / 1024).toFixed(1)} kB; core install (node_modules) ${mb(installBytes)}`)
+    const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`
+    console.log(
+      `tarball ${(packed.bytes / 1024).toFixed(1)} KiB; core install (node_modules, file sizes) ${mb(installBytes)}`
+    )
     const row = (label: string, name: keyof typeof programs, base?: keyof typeof programs) =>
       `  ${label.padEnd(44)} ${String(m[name]).padStart(5)} ms` +
       (base === undefined ? "" : ` (+${m[name] - m[base]})`.padEnd(9)) +
