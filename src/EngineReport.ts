@@ -11,7 +11,8 @@
 // a worker process pays for at start-up
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
-import { Clock, Config, ConfigError, Duration, Effect, Fiber, Option, Queue, Schedule } from "effect"
+import { Clock, ConfigError, Duration, Effect, Fiber, Option, Queue, Schedule } from "effect"
+import * as Settings from "./internal/settings.js"
 import { version as packageVersion } from "./internal/version.js"
 
 /** Where and as whom to report. */
@@ -311,19 +312,31 @@ export const optionsFromEnv = (
   options: { readonly port?: number | undefined; readonly ssl?: boolean | undefined } = {}
 ): Effect.Effect<Option.Option<Options>, ConfigError.ConfigError> =>
   Effect.gen(function* () {
-    const addrs = yield* Config.option(Config.string("REPORT_ADDR"))
-    if (Option.isNone(addrs)) return Option.none()
-    const workerPort = options.port ?? (yield* Config.integer("WORKER_PORT").pipe(Config.withDefault(8000)))
-    const publicPort = yield* Config.integer(`VAST_TCP_PORT_${workerPort}`).pipe(Config.withDefault(workerPort))
-    const publicIp = yield* Config.string("PUBLIC_IPADDR").pipe(Config.withDefault("127.0.0.1"))
-    const ssl = options.ssl ?? (yield* Config.boolean("USE_SSL").pipe(Config.withDefault(false)))
+    const addrs = yield* Settings.env("REPORT_ADDR")
+    if (addrs === undefined) return Option.none()
+    const reportAddrs = addrs
+      .split(",")
+      .map((s) => s.trim())
+      .filter((s) => s.length > 0)
+    const bad = reportAddrs.find((a) => Settings.httpUrl.parse(a) === undefined)
+    if (reportAddrs.length === 0 || bad !== undefined) {
+      return yield* Effect.fail(
+        Settings.invalid("REPORT_ADDR", addrs, "one or more http:// or https:// URLs, separated by commas")
+      )
+    }
+    const port = Settings.integer(0, 65535, "a port number")
+    const setting = <A>(check: Settings.Check<A>, name: string) =>
+      Effect.flatMap(Settings.env(name), (value) => Settings.pick(check, { option: name, env: name }, undefined, value))
+    const workerPort = options.port ?? (yield* setting(port, "WORKER_PORT")) ?? 8000
+    const publicPort = (yield* setting(port, `VAST_TCP_PORT_${workerPort}`)) ?? workerPort
+    const publicIp = (yield* Settings.env("PUBLIC_IPADDR")) ?? "127.0.0.1"
+    const ssl = options.ssl ?? (yield* setting(Settings.boolean, "USE_SSL")) ?? false
+    const containerId =
+      (yield* setting(Settings.integer(0, Number.MAX_SAFE_INTEGER, "a whole number"), "CONTAINER_ID")) ?? 0
     return Option.some({
-      reportAddrs: addrs.value
-        .split(",")
-        .map((s) => s.trim())
-        .filter((s) => s.length > 0),
-      containerId: yield* Config.integer("CONTAINER_ID").pipe(Config.withDefault(0)),
-      mtoken: yield* Config.string("MASTER_TOKEN").pipe(Config.withDefault("")),
-      url: `http${ssl ? "s" : ""}://${publicIp}:${publicPort}`
+      reportAddrs,
+      containerId,
+      mtoken: (yield* Settings.env("MASTER_TOKEN")) ?? "",
+      url: `http${ssl ? "s" : ""}://${publicIp.includes(":") ? `[${publicIp}]` : publicIp}:${publicPort}`
     })
   })

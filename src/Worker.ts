@@ -4,8 +4,10 @@
  *
  * @since 0.1.0
  */
-import { Effect, Layer } from "effect"
-import type { ConfigError, Scope } from "effect"
+import type { Teardown } from "@effect/platform/Runtime"
+import { defaultTeardown } from "@effect/platform/Runtime"
+import { Cause, ConfigError, Effect, Exit, Layer, Option } from "effect"
+import type { Scope } from "effect"
 import * as Benchmark from "./Benchmark.js"
 import type * as Deployment from "./Deployment.js"
 import * as http from "./internal/http.js"
@@ -128,6 +130,8 @@ export interface Served<Provides = any, Remotes extends Remote.Definition = Remo
   /** The HTTP-only listener that serves `POST /session/end` for the platform's webhooks (`httpPort`). */
   readonly httpAddress: Address
   readonly httpUrl: string
+  /** The configuration it runs with: the options, completed from the environment and the defaults. */
+  readonly config: WorkerConfig.Resolved
 }
 
 /**
@@ -147,16 +151,18 @@ export const layer = <Provides, E, Remotes extends Remote.Definition>(
   http.layer(deployment, formatReport)
 
 /**
- * {@link layer} configured by `options`, then the environment (see {@link WorkerConfig.ServeOptions}). The process
- * exit code (through `NodeRuntime.runMain`) is 0 after a clean signal shutdown and non-zero when a context failed to
- * exit or start-up failed.
+ * {@link layer} configured by `options`, then the environment (see {@link WorkerConfig.ServeOptions}), every value
+ * checked first. It owns the process (unless `handleSignals: false`): SIGTERM and SIGINT drain and exit every context;
+ * an uncaught exception or unhandled rejection does the same, each context told the error; so does a failed start-up
+ * (unless `onStartupFailure: "stay"`). The exit code through `NodeRuntime.runMain` with {@link teardown}: 0 after a
+ * signal, 1 after a fault, a failed start-up or a failed exit, 2 for an invalid configuration.
  *
  * @example
  * ```ts
  * import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
  * import { Layer } from "effect"
  *
- * NodeRuntime.runMain(Layer.launch(Worker.serve(app, { port: 8000 })))
+ * NodeRuntime.runMain(Layer.launch(Worker.serve(app, { port: 8000 })), { teardown: Worker.teardown })
  * ```
  */
 export const serve = <Provides, E, Remotes extends Remote.Definition>(
@@ -174,3 +180,16 @@ export const serveEffect = <Provides, E, Remotes extends Remote.Definition>(
   options?: ServeOptions
 ): Effect.Effect<Served<Provides, Remotes>, ListenFailed | TlsConfigInvalid | ConfigError.ConfigError, Scope.Scope> =>
   http.serveEffect(deployment, options)
+
+/**
+ * A `NodeRuntime.runMain` teardown for a worker's main: exit code 2 when start-up stopped at the configuration (a
+ * `ConfigError`: an option or environment variable whose value is not allowed, named in the error; or
+ * `TlsConfigInvalid`: a certificate or key file that cannot be used), otherwise
+ * runMain's own (0 after a signal, 1 on a failure). Orchestrators tell a crash-looping bad deployment apart by it.
+ */
+export const teardown: Teardown = (exit, onExit) => {
+  const badConfiguration = (e: unknown) =>
+    ConfigError.isConfigError(e) || (e as { readonly _tag?: unknown } | null)?._tag === "TlsConfigInvalid"
+  if (Exit.isFailure(exit) && Option.exists(Cause.failureOption(exit.cause), badConfiguration)) return onExit(2)
+  defaultTeardown(exit, onExit)
+}

@@ -5,10 +5,10 @@
  *
  * @since 0.2.0
  */
-import type { Duration } from "effect"
-import { Config, ConfigError, ConfigProvider, Context, Effect, Layer, Option, Redacted } from "effect"
+import { Config, ConfigError, ConfigProvider, Context, Duration, Effect, Layer, Option, Redacted } from "effect"
 import * as EngineReport from "./EngineReport.js"
 import * as Sessions from "./internal/sessions.js"
+import * as Settings from "./internal/settings.js"
 import * as Tls from "./internal/tls.js"
 
 /**
@@ -46,21 +46,28 @@ export interface WorkerOptions {
 }
 
 /**
- * Options of `Worker.serve`. Each one not given is read from the environment, then defaults:
+ * Options of `Worker.serve`. Each one not given is read from the environment, then defaults. Every value is checked
+ * at start: a bad one fails start-up with a `ConfigError` naming the option or the variable, the value and what is
+ * allowed (exit code 2 under `NodeRuntime.runMain` with `Worker.teardown`, and under the CLI).
  *
- * | option         | env                                    | default                      |
- * | -------------- | -------------------------------------- | ---------------------------- |
- * | `port`         | `WORKER_PORT`                          | 8000                         |
- * | `host`         | `WORKER_HOST`                          | every interface              |
- * | `maxBodySize`  | `WORKER_MAX_BODY_SIZE` (bytes)         | 64 MiB (413 above it)        |
- * | `callTimeout`  | `WORKER_CALL_TIMEOUT` (e.g. `30 seconds`) | none                      |
- * | `drainTimeout` | `WORKER_DRAIN_TIMEOUT`                 | 30 seconds                   |
- * | `maxQueueTime` | `WORKER_MAX_QUEUE_TIME`                | none                         |
- * | `auth`         | `WORKER_AUTH` = `none`/`token`/`signed`, `WORKER_TOKEN`, `WORKER_PUBLIC_KEY`, `REPORT_ADDR`, `UNSECURED` | see below |
- * | `report`       | `REPORT_ADDR` (off without it), `CONTAINER_ID`, `MASTER_TOKEN`, `PUBLIC_IPADDR`, `VAST_TCP_PORT_<port>`, `USE_SSL` | |
- * | `tls`          | `USE_SSL=true`, `WORKER_TLS_CERT`, `WORKER_TLS_KEY` | off; `/etc/instance.crt`, `/etc/instance.key` |
- * | `httpPort`     | `WORKER_HTTP_PORT`                     | `port + 1` (0 when `port` is 0) |
- * | `maxSessions`  | `WORKER_MAX_SESSIONS`                  | 10                           |
+ * | option              | env                                   | default                                   |
+ * | ------------------- | ------------------------------------- | ----------------------------------------- |
+ * | `port`              | `WORKER_PORT`                         | 8000                                      |
+ * | `host`              | `WORKER_HOST`                         | every interface                           |
+ * | `maxBodySize`       | `WORKER_MAX_BODY_SIZE` (bytes)        | 32 MiB (413 above it)                     |
+ * | `callTimeout`       | `WORKER_CALL_TIMEOUT` (`30 seconds`)  | none (504 when exceeded)                  |
+ * | `drainTimeout`      | `WORKER_DRAIN_TIMEOUT`                | 30 seconds                                |
+ * | `maxQueueTime`      | `WORKER_MAX_QUEUE_TIME`               | none                                      |
+ * | `headersTimeout`    | `WORKER_HEADERS_TIMEOUT`              | 30 seconds (408, connection closed)       |
+ * | `bodyTimeout`       | `WORKER_BODY_TIMEOUT`                 | 30 seconds (408, connection closed)       |
+ * | `keepAliveTimeout`  | `WORKER_KEEP_ALIVE_TIMEOUT`           | 65 seconds                                |
+ * | `maxConnections`    | `WORKER_MAX_CONNECTIONS`              | 1024 (further connections closed at once) |
+ * | `onStartupFailure`  | `WORKER_ON_STARTUP_FAILURE`           | `exit`                                    |
+ * | `auth`              | `WORKER_AUTH` = `none`/`token`/`signed`, `WORKER_TOKEN`, `WORKER_PUBLIC_KEY`, `REPORT_ADDR`, `UNSECURED` | see below |
+ * | `report`            | `REPORT_ADDR` (off without it), `CONTAINER_ID`, `MASTER_TOKEN`, `PUBLIC_IPADDR`, `VAST_TCP_PORT_<port>`, `USE_SSL` | |
+ * | `tls`               | `USE_SSL=true`, `WORKER_TLS_CERT`, `WORKER_TLS_KEY` | off; `/etc/instance.crt`, `/etc/instance.key` |
+ * | `httpPort`          | `WORKER_HTTP_PORT`                    | `port + 1` (0 when `port` is 0)           |
+ * | `maxSessions`       | `WORKER_MAX_SESSIONS`                 | 10                                        |
  *
  * Auth defaults as the reference: with `REPORT_ADDR` set, `signed` (key from `REPORT_ADDR/pubkey/`) unless
  * `UNSECURED=true`; otherwise `token` when `WORKER_TOKEN` is set, else `none`.
@@ -69,13 +76,44 @@ export interface ServeOptions extends WorkerOptions {
   /** TCP port; 0 picks a free one (see `Served.url`). */
   readonly port?: number | undefined
   readonly host?: string | undefined
-  /** Largest request body in bytes. */
+  /**
+   * Largest request body in bytes, 1 to 256 MiB. A body declared larger (`Content-Length`) is refused with 413 before
+   * any of it is read (and without `100 Continue`); one that grows larger while arriving is refused as it passes the
+   * limit. A body is parsed in memory: peak memory grows by about five times the body's size while it is decoded.
+   */
   readonly maxBodySize?: number | undefined
+  /**
+   * How long a client may take to send a request's headers, from its connection (or its first byte on a kept-alive
+   * connection). Past it: 408 and the connection is closed. Default 30 seconds.
+   */
+  readonly headersTimeout?: Duration.DurationInput | undefined
+  /**
+   * How long a request's body may take to arrive in full, from the end of its headers, however steadily it arrives.
+   * Past it: 408 and the connection is closed. Default 30 seconds.
+   */
+  readonly bodyTimeout?: Duration.DurationInput | undefined
+  /**
+   * How long an idle kept-alive connection stays open. Default 65 seconds: longer than the usual idle timeout of
+   * clients and load balancers (60 s), so that the client closes first (a server closing a connection as the client
+   * reuses it loses that request).
+   */
+  readonly keepAliveTimeout?: Duration.DurationInput | undefined
+  /** Most connections open at once; further ones are closed as soon as they are accepted. Default 1024. */
+  readonly maxConnections?: number | undefined
+  /**
+   * What a worker whose start-up failed does when it owns the process (`handleSignals`, as under the CLI and
+   * `Worker.serve` with `NodeRuntime.runMain`): `exit` (the default) sends the engine its last report, closes, and ends
+   * the process with exit code 1 so that the platform restarts it; `stay` keeps it alive, answering `/health` (phase
+   * `failed`) and 503 to calls, for platforms that inspect a failed worker instead.
+   */
+  readonly onStartupFailure?: "exit" | "stay" | undefined
   readonly auth?: Auth | undefined
   /**
-   * On SIGTERM or SIGINT, flip to draining at once and shut down; keep listening to later signals so that a second
-   * one cannot kill the process before the contexts exit. Default true. Pair it with `NodeRuntime.runMain`, which
-   * ends the main fiber (and so the process) on the same signal.
+   * The worker owns the process: on SIGTERM or SIGINT it flips to draining at once and shuts down, and it keeps
+   * listening to later signals so that a second one cannot kill the process before the contexts exit. An uncaught
+   * exception or unhandled rejection starts the same graceful shutdown (each context's `exit` is told the error) and
+   * the process exits with code 1; so does a failed start-up (see `onStartupFailure`). Default true. Pair it with
+   * `NodeRuntime.runMain`, which ends the main fiber (and so the process) on the same signal.
    */
   readonly handleSignals?: boolean | undefined
   /**
@@ -111,9 +149,14 @@ export interface Resolved {
   readonly port: number
   readonly host: string | undefined
   readonly maxBodySize: number
-  readonly callTimeout: Duration.DurationInput | undefined
-  readonly drainTimeout: Duration.DurationInput | undefined
-  readonly maxQueueTime: Duration.DurationInput | undefined
+  readonly callTimeout: Duration.Duration | undefined
+  readonly drainTimeout: Duration.Duration
+  readonly maxQueueTime: Duration.Duration | undefined
+  readonly headersTimeout: Duration.Duration
+  readonly bodyTimeout: Duration.Duration
+  readonly keepAliveTimeout: Duration.Duration
+  readonly maxConnections: number
+  readonly onStartupFailure: "exit" | "stay"
   readonly benchmark: boolean | undefined
   readonly auth: Auth
   readonly handleSignals: boolean
@@ -129,86 +172,175 @@ export class WorkerConfig extends Context.Tag("effect-deployments/WorkerConfig")
 
 /** Default `port`. */
 export const DEFAULT_PORT = 8000
-/** Default `maxBodySize`: 64 MiB. */
-export const DEFAULT_MAX_BODY_SIZE = 64 * 1024 * 1024
+/**
+ * Default `maxBodySize`: 32 MiB, a large photo or several smaller ones in base64 (which adds a third). Memory for a
+ * body at the limit peaks at about five times its size while it is parsed (measured by `bench/body-memory.ts`).
+ */
+export const DEFAULT_MAX_BODY_SIZE = 32 * 1024 * 1024
+/** The largest `maxBodySize` allowed: 256 MiB (a body is one string in memory, and V8 caps strings at 512 MiB). */
+export const MAX_BODY_SIZE_LIMIT = 256 * 1024 * 1024
+/** Default `drainTimeout`. */
+export const DEFAULT_DRAIN_TIMEOUT = Duration.seconds(30)
+/** Default `headersTimeout`. */
+export const DEFAULT_HEADERS_TIMEOUT = Duration.seconds(30)
+/** Default `bodyTimeout`. */
+export const DEFAULT_BODY_TIMEOUT = Duration.seconds(30)
+/** Default `keepAliveTimeout`. */
+export const DEFAULT_KEEP_ALIVE_TIMEOUT = Duration.seconds(65)
+/** Default `maxConnections`. */
+export const DEFAULT_MAX_CONNECTIONS = 1024
 
-const optional = <A>(config: Config.Config<A>) => Config.option(config).pipe(Config.map(Option.getOrUndefined))
+const checks = {
+  port: Settings.integer(0, 65535, "a port number"),
+  host: Settings.nonEmpty("a host name or IP address to listen on"),
+  maxBodySize: Settings.integer(1, MAX_BODY_SIZE_LIMIT, "a whole number of bytes", true),
+  timeout: Settings.duration(),
+  drainTimeout: Settings.duration({ zero: true }),
+  maxConnections: Settings.integer(1, 1_000_000, "a whole number of connections"),
+  onStartupFailure: Settings.literal("exit", "stay"),
+  maxSessions: Settings.integer(0, 1_000_000, "a whole number of sessions"),
+  path: Settings.nonEmpty("a file path"),
+  authMode: Settings.literal("none", "token", "signed"),
+  boolean: Settings.boolean
+}
 
 const env = Config.all({
-  port: Config.integer("WORKER_PORT").pipe(
-    Config.validate({ message: "must be a port number, 0 to 65535", validation: (n) => n >= 0 && n <= 65535 }),
-    Config.withDefault(DEFAULT_PORT)
-  ),
-  host: optional(Config.string("WORKER_HOST")),
-  maxBodySize: Config.integer("WORKER_MAX_BODY_SIZE").pipe(
-    Config.validate({ message: "must be a positive number of bytes", validation: (n) => n > 0 }),
-    Config.withDefault(DEFAULT_MAX_BODY_SIZE)
-  ),
-  callTimeout: optional(Config.duration("WORKER_CALL_TIMEOUT")),
-  drainTimeout: optional(Config.duration("WORKER_DRAIN_TIMEOUT")),
-  maxQueueTime: optional(Config.duration("WORKER_MAX_QUEUE_TIME")),
-  authMode: optional(Config.literal("none", "token", "signed")("WORKER_AUTH")),
-  token: optional(Config.redacted("WORKER_TOKEN")),
-  publicKey: optional(Config.string("WORKER_PUBLIC_KEY")),
-  reportAddr: optional(Config.string("REPORT_ADDR")),
-  unsecured: Config.boolean("UNSECURED").pipe(Config.withDefault(false)),
-  tls: Tls.config,
-  httpPort: optional(
-    Config.integer("WORKER_HTTP_PORT").pipe(
-      Config.validate({ message: "must be a port number, 0 to 65535", validation: (n) => n >= 0 && n <= 65535 })
-    )
-  ),
-  maxSessions: Sessions.config
+  port: Settings.env("WORKER_PORT"),
+  host: Settings.env("WORKER_HOST"),
+  maxBodySize: Settings.env("WORKER_MAX_BODY_SIZE"),
+  callTimeout: Settings.env("WORKER_CALL_TIMEOUT"),
+  drainTimeout: Settings.env("WORKER_DRAIN_TIMEOUT"),
+  maxQueueTime: Settings.env("WORKER_MAX_QUEUE_TIME"),
+  headersTimeout: Settings.env("WORKER_HEADERS_TIMEOUT"),
+  bodyTimeout: Settings.env("WORKER_BODY_TIMEOUT"),
+  keepAliveTimeout: Settings.env("WORKER_KEEP_ALIVE_TIMEOUT"),
+  maxConnections: Settings.env("WORKER_MAX_CONNECTIONS"),
+  onStartupFailure: Settings.env("WORKER_ON_STARTUP_FAILURE"),
+  authMode: Settings.env("WORKER_AUTH"),
+  // Not trimmed or blanked: a token is compared as it is; an empty one is refused below.
+  token: Config.option(Config.redacted("WORKER_TOKEN")).pipe(Config.map(Option.getOrUndefined)),
+  publicKey: Settings.env("WORKER_PUBLIC_KEY"),
+  reportAddr: Settings.env("REPORT_ADDR"),
+  unsecured: Settings.env("UNSECURED"),
+  useSsl: Settings.env("USE_SSL"),
+  tlsCert: Settings.env("WORKER_TLS_CERT"),
+  tlsKey: Settings.env("WORKER_TLS_KEY"),
+  httpPort: Settings.env("WORKER_HTTP_PORT"),
+  maxSessions: Settings.env("WORKER_MAX_SESSIONS")
 })
 
-const invalid = (name: string, message: string) => ConfigError.InvalidData([name], message)
+type Env = Config.Config.Success<typeof env>
 
-const resolveAuth = (
-  options: ServeOptions,
-  e: Config.Config.Success<typeof env>
-): Effect.Effect<Auth, ConfigError.ConfigError> => {
-  if (options.auth !== undefined) return Effect.succeed(options.auth)
-  // The reference's environment: REPORT_ADDR means the router signs calls, unless UNSECURED turns the check off.
-  const mode =
-    e.authMode ??
-    (e.reportAddr !== undefined ? (e.unsecured ? "none" : "signed") : e.token !== undefined ? "token" : "none")
-  switch (mode) {
-    case "token": {
-      if (e.token === undefined || Redacted.value(e.token).trim() === "") {
-        return Effect.fail(
-          ConfigError.MissingData(["WORKER_TOKEN"], "WORKER_AUTH=token needs a non-empty WORKER_TOKEN")
-        )
-      }
-      return Effect.succeed({ mode, token: e.token })
-    }
-    case "signed": {
-      if (e.publicKey === undefined && e.reportAddr === undefined) {
-        return Effect.fail(
-          ConfigError.MissingData(["REPORT_ADDR"], "WORKER_AUTH=signed needs WORKER_PUBLIC_KEY or REPORT_ADDR")
-        )
-      }
-      return Effect.succeed({ mode, publicKey: e.publicKey, reportAddr: e.reportAddr })
-    }
-    case "none":
-      return Effect.succeed({ mode })
+const reportAddrs = (name: string, value: string): Effect.Effect<string, ConfigError.ConfigError> => {
+  const addrs = value
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0)
+  const bad = addrs.find((a) => Settings.httpUrl.parse(a) === undefined)
+  if (addrs.length === 0 || bad !== undefined) {
+    return Effect.fail(
+      Settings.invalid(
+        name,
+        value,
+        "one or more http:// or https:// URLs, separated by commas",
+        bad !== undefined && addrs.length > 1 ? `"${bad}" is not one` : undefined
+      )
+    )
   }
+  return Effect.succeed(value)
 }
 
-const checkOptions = (o: ServeOptions): Effect.Effect<void, ConfigError.ConfigError> => {
-  if (o.port !== undefined && !(Number.isInteger(o.port) && o.port >= 0 && o.port <= 65535)) {
-    return Effect.fail(invalid("port", `must be a port number, 0 to 65535, got ${o.port}`))
-  }
-  if (o.maxBodySize !== undefined && !(Number.isInteger(o.maxBodySize) && o.maxBodySize > 0)) {
-    return Effect.fail(invalid("maxBodySize", `must be a positive number of bytes, got ${o.maxBodySize}`))
-  }
-  if (o.httpPort !== undefined && !(Number.isInteger(o.httpPort) && o.httpPort >= 0 && o.httpPort <= 65535)) {
-    return Effect.fail(invalid("httpPort", `must be a port number, 0 to 65535, got ${o.httpPort}`))
-  }
-  if (o.maxSessions !== undefined && !(Number.isInteger(o.maxSessions) && o.maxSessions >= 0)) {
-    return Effect.fail(invalid("maxSessions", `must be a whole number, 0 or more, got ${o.maxSessions}`))
-  }
-  return Effect.void
-}
+const resolveAuth = (options: ServeOptions, e: Env): Effect.Effect<Auth, ConfigError.ConfigError> =>
+  Effect.gen(function* () {
+    const given = options.auth
+    if (given !== undefined) {
+      switch ((given as { mode?: unknown } | null)?.mode) {
+        case "none":
+          return given
+        case "token": {
+          const token = (given as { token?: unknown }).token
+          const value = Redacted.isRedacted(token) ? Redacted.value(token as Redacted.Redacted<string>) : token
+          if (typeof value !== "string" || value.trim() === "") {
+            return yield* Effect.fail(
+              ConfigError.InvalidData(["auth.token"], "got an empty token; expected the secret callers send")
+            )
+          }
+          return given
+        }
+        case "signed": {
+          const signed = given as Extract<Auth, { mode: "signed" }>
+          if (signed.publicKey === undefined && signed.reportAddr === undefined) {
+            return yield* Effect.fail(
+              ConfigError.MissingData(["auth.publicKey"], "auth mode signed needs publicKey or reportAddr")
+            )
+          }
+          const publicKey =
+            signed.publicKey === undefined
+              ? undefined
+              : yield* Settings.publicKeyPem("auth.publicKey", signed.publicKey)
+          if (signed.reportAddr !== undefined) yield* reportAddrs("auth.reportAddr", signed.reportAddr)
+          return { mode: "signed", publicKey, reportAddr: signed.reportAddr }
+        }
+        default:
+          return yield* Effect.fail(
+            Settings.invalid("auth", given, `{ mode: "none" }, { mode: "token", token } or { mode: "signed", ... }`)
+          )
+      }
+    }
+    const unsecured =
+      (yield* Settings.pick(checks.boolean, { option: "", env: "UNSECURED" }, undefined, e.unsecured)) ?? false
+    const explicit = yield* Settings.pick(checks.authMode, { option: "", env: "WORKER_AUTH" }, undefined, e.authMode)
+    if (e.reportAddr !== undefined) yield* reportAddrs("REPORT_ADDR", e.reportAddr)
+    // The reference's environment: REPORT_ADDR means the router signs calls, unless UNSECURED turns the check off.
+    const mode =
+      explicit ??
+      (e.reportAddr !== undefined ? (unsecured ? "none" : "signed") : e.token !== undefined ? "token" : "none")
+    switch (mode) {
+      case "token": {
+        if (e.token === undefined || Redacted.value(e.token).trim() === "") {
+          return yield* Effect.fail(
+            ConfigError.MissingData(["WORKER_TOKEN"], "WORKER_AUTH=token needs a non-empty WORKER_TOKEN")
+          )
+        }
+        return { mode, token: e.token }
+      }
+      case "signed": {
+        if (e.publicKey === undefined && e.reportAddr === undefined) {
+          return yield* Effect.fail(
+            ConfigError.MissingData(["REPORT_ADDR"], "WORKER_AUTH=signed needs WORKER_PUBLIC_KEY or REPORT_ADDR")
+          )
+        }
+        const publicKey =
+          e.publicKey === undefined ? undefined : yield* Settings.publicKeyPem("WORKER_PUBLIC_KEY", e.publicKey)
+        return { mode, publicKey, reportAddr: e.reportAddr }
+      }
+      case "none":
+        return { mode }
+    }
+  })
+
+/** HTTPS: `tls` when given (`false`: plain HTTP whatever the environment says), else `USE_SSL` with the paths. */
+const resolveTls = (options: ServeOptions, e: Env): Effect.Effect<Resolved["tls"], ConfigError.ConfigError> =>
+  Effect.gen(function* () {
+    if (options.tls === false) return undefined
+    const given = options.tls
+    if (
+      given === undefined &&
+      !((yield* Settings.pick(checks.boolean, { option: "", env: "USE_SSL" }, undefined, e.useSsl)) ?? false)
+    )
+      return undefined
+    const certPath =
+      (yield* Settings.pick(
+        checks.path,
+        { option: "tls.certPath", env: "WORKER_TLS_CERT" },
+        given?.certPath,
+        e.tlsCert
+      )) ?? Tls.DEFAULT_CERT
+    const keyPath =
+      (yield* Settings.pick(checks.path, { option: "tls.keyPath", env: "WORKER_TLS_KEY" }, given?.keyPath, e.tlsKey)) ??
+      Tls.DEFAULT_KEY
+    return { certPath, keyPath }
+  })
 
 /**
  * The options given, completed from the environment (`Config`), then the defaults. Fails with a `ConfigError` naming
@@ -216,18 +348,34 @@ const checkOptions = (o: ServeOptions): Effect.Effect<void, ConfigError.ConfigEr
  */
 export const resolve = (options: ServeOptions = {}): Effect.Effect<Resolved, ConfigError.ConfigError> =>
   Effect.gen(function* () {
-    yield* checkOptions(options)
     const e = yield* env
+    const pick = <A>(check: Settings.Check<A>, option: keyof ServeOptions & keyof Env, envName: string) =>
+      Settings.pick(check, { option, env: envName }, options[option], e[option] as string | undefined)
+    const port = (yield* pick(checks.port, "port", "WORKER_PORT")) ?? DEFAULT_PORT
+    const host = yield* pick(checks.host, "host", "WORKER_HOST")
+    const maxBodySize =
+      (yield* pick(checks.maxBodySize, "maxBodySize", "WORKER_MAX_BODY_SIZE")) ?? DEFAULT_MAX_BODY_SIZE
+    const callTimeout = yield* pick(checks.timeout, "callTimeout", "WORKER_CALL_TIMEOUT")
+    const drainTimeout =
+      (yield* pick(checks.drainTimeout, "drainTimeout", "WORKER_DRAIN_TIMEOUT")) ?? DEFAULT_DRAIN_TIMEOUT
+    const maxQueueTime = yield* pick(checks.timeout, "maxQueueTime", "WORKER_MAX_QUEUE_TIME")
+    const headersTimeout =
+      (yield* pick(checks.timeout, "headersTimeout", "WORKER_HEADERS_TIMEOUT")) ?? DEFAULT_HEADERS_TIMEOUT
+    const bodyTimeout = (yield* pick(checks.timeout, "bodyTimeout", "WORKER_BODY_TIMEOUT")) ?? DEFAULT_BODY_TIMEOUT
+    const keepAliveTimeout =
+      (yield* pick(checks.timeout, "keepAliveTimeout", "WORKER_KEEP_ALIVE_TIMEOUT")) ?? DEFAULT_KEEP_ALIVE_TIMEOUT
+    const maxConnections =
+      (yield* pick(checks.maxConnections, "maxConnections", "WORKER_MAX_CONNECTIONS")) ?? DEFAULT_MAX_CONNECTIONS
+    const onStartupFailure =
+      (yield* pick(checks.onStartupFailure, "onStartupFailure", "WORKER_ON_STARTUP_FAILURE")) ?? "exit"
+    const benchmark = yield* Settings.pick(checks.boolean, { option: "benchmark" }, options.benchmark, undefined)
+    const handleSignals =
+      (yield* Settings.pick(checks.boolean, { option: "handleSignals" }, options.handleSignals, undefined)) ?? true
     const auth = yield* resolveAuth(options, e)
-    const port = options.port ?? e.port
-    const tls =
-      options.tls === false
-        ? undefined
-        : options.tls !== undefined
-          ? { certPath: options.tls.certPath ?? e.tls.certPath, keyPath: options.tls.keyPath ?? e.tls.keyPath }
-          : e.tls.enabled
-            ? { certPath: e.tls.certPath, keyPath: e.tls.keyPath }
-            : undefined
+    const httpPort = (yield* pick(checks.port, "httpPort", "WORKER_HTTP_PORT")) ?? (port === 0 ? 0 : port + 1)
+    const maxSessions =
+      (yield* pick(checks.maxSessions, "maxSessions", "WORKER_MAX_SESSIONS")) ?? Sessions.DEFAULT_MAX_SESSIONS
+    const tls = yield* resolveTls(options, e)
     const report =
       options.report === false
         ? undefined
@@ -235,19 +383,23 @@ export const resolve = (options: ServeOptions = {}): Effect.Effect<Resolved, Con
           Option.getOrUndefined(yield* EngineReport.optionsFromEnv({ port, ssl: tls !== undefined })))
     return {
       port,
-      host: options.host ?? e.host,
-      maxBodySize: options.maxBodySize ?? e.maxBodySize,
-      callTimeout: options.callTimeout ?? e.callTimeout,
-      drainTimeout: options.drainTimeout ?? e.drainTimeout,
-      maxQueueTime: options.maxQueueTime ?? e.maxQueueTime,
-      benchmark: options.benchmark,
+      host,
+      maxBodySize,
+      callTimeout,
+      drainTimeout,
+      maxQueueTime,
+      headersTimeout,
+      bodyTimeout,
+      keepAliveTimeout,
+      maxConnections,
+      onStartupFailure,
+      benchmark,
       auth,
-      handleSignals: options.handleSignals ?? true,
+      handleSignals,
       report,
       tls,
-      // The reference's default: the next port (a free one when the main port is chosen freely).
-      httpPort: options.httpPort ?? e.httpPort ?? (port === 0 ? 0 : port + 1),
-      maxSessions: options.maxSessions ?? e.maxSessions
+      httpPort,
+      maxSessions
     }
   })
 

@@ -167,6 +167,7 @@ describe("App (Promise facade)", () => {
       const thrown = async (kind: string) => {
         const r = await fetch(`${url}/remote/fails`, {
           method: "POST",
+          headers: { "content-type": "application/json" },
           body: JSON.stringify({ payload: { kwargs: { kind } } })
         })
         return ((await r.json()) as { result: { err: { class: string; contents: Record<string, unknown> } } }).result

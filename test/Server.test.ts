@@ -612,13 +612,13 @@ describe("auth", () => {
       expect(yield* modeWith({ REPORT_ADDR: "http://engine" })).toBe("signed")
       expect(yield* modeWith({ REPORT_ADDR: "http://engine", UNSECURED: "true" })).toBe("none")
       expect(yield* modeWith({ WORKER_TOKEN: "t" })).toBe("token")
-      expect(yield* modeWith({ WORKER_AUTH: "signed", WORKER_PUBLIC_KEY: "pem" })).toBe("signed")
+      expect(yield* modeWith({ WORKER_AUTH: "signed", WORKER_PUBLIC_KEY: keyPair().publicKey })).toBe("signed")
       expect(Exit.isFailure(yield* Effect.exit(modeWith({ WORKER_AUTH: "token" })))).toBe(true)
       // An empty token would refuse every call: a configuration error at start-up, naming the variable.
       const empty = yield* Effect.flip(modeWith({ WORKER_AUTH: "token", WORKER_TOKEN: " " }))
       expect(String(empty)).toContain("WORKER_TOKEN")
       const defaults = yield* resolve({}).pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map())))
-      expect(defaults).toMatchObject({ port: 8000, maxBodySize: 64 * 1024 * 1024 })
+      expect(defaults).toMatchObject({ port: 8000, maxBodySize: 32 * 1024 * 1024 })
       const port = yield* resolve({}).pipe(
         Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["WORKER_PORT", "9001"]])))
       )

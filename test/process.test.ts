@@ -98,7 +98,7 @@ describe.concurrent("the CLI, in a child process", () => {
     expect(worker.output()).toContain("exit:cache")
   })
 
-  it("a client that never finishes its request does not hold the process after shutdown", async () => {
+  it("a client that never finishes its request does not hold the process: it is answered 503 at shutdown", async () => {
     const worker = start()
     const [, url] = await worker.waitFor(/on (http:\/\/\S+)/)
     await worker.waitFor(/^ready: /m)
@@ -106,14 +106,19 @@ describe.concurrent("the CLI, in a child process", () => {
     // Headers and half a body, then silence: the server waits for the rest (Node's own limit is 5 minutes).
     const socket = Net.connect(Number(port), "127.0.0.1")
     await new Promise<void>((resolve) => socket.on("connect", resolve))
+    let answer = ""
+    socket.on("data", (chunk: Buffer) => (answer += chunk.toString("utf8")))
     const closed = new Promise<void>((resolve) => socket.on("close", () => resolve()))
     socket.on("error", () => {})
     socket.write('POST /remote/work HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"pay')
     await until(async () => ((await (await fetch(`${url}/health`)).json()) as any).phase === "ready")
     worker.child.kill("SIGTERM")
     expect(await worker.exited).toBe(0)
-    // The worker cut the connection itself (the test never closes it).
+    // The worker answered and closed the connection itself (the test never closes it).
     await closed
+    expect(answer).toMatch(/^HTTP\/1\.1 503 /)
+    expect(answer.toLowerCase()).toContain("connection: close")
+    expect(answer).toContain('"_tag":"WorkerUnavailable"')
     expect(worker.output()).toContain("exit:model")
   })
 

@@ -20,7 +20,12 @@ Loads <module> (JavaScript; TypeScript when tsx is installed), takes the deploym
 export, or the one named export that is a deployment) and serves it over HTTP until SIGTERM or SIGINT.
 
 Environment: WORKER_PORT (default 8000), WORKER_HOST, WORKER_MAX_BODY_SIZE, WORKER_CALL_TIMEOUT, WORKER_DRAIN_TIMEOUT,
-WORKER_MAX_QUEUE_TIME, WORKER_AUTH (none | token | signed), WORKER_TOKEN, WORKER_PUBLIC_KEY, REPORT_ADDR, UNSECURED.`
+WORKER_MAX_QUEUE_TIME, WORKER_HEADERS_TIMEOUT, WORKER_BODY_TIMEOUT, WORKER_KEEP_ALIVE_TIMEOUT, WORKER_MAX_CONNECTIONS,
+WORKER_ON_STARTUP_FAILURE (exit | stay), WORKER_AUTH (none | token | signed), WORKER_TOKEN, WORKER_PUBLIC_KEY,
+REPORT_ADDR, UNSECURED.
+
+Exit codes: 0 after SIGTERM or SIGINT; 1 when start-up failed, a context failed to exit, or an uncaught exception or
+unhandled rejection stopped the worker; 2 for a bad command line or configuration.`
 
 interface Args {
   readonly module: string
@@ -139,10 +144,14 @@ const program = Effect.gen(function* () {
   yield* Console.log(Worker.formatReport(report))
   if (Exit.isSuccess(startup)) {
     yield* Console.log(`ready: ${url} (POST ${url}/remote/<name>; GET /health, /ready, /metrics)`)
-  } else {
+  } else if (served.config.onStartupFailure === "stay") {
     yield* Console.error(`start-up failed: ${report.error ?? "unknown"} (still answering /health and /ready)`)
+  } else {
+    yield* Console.error(`start-up failed: ${report.error ?? "unknown"} (exiting with code 1)`)
   }
   return yield* Effect.never
 })
 
-NodeRuntime.runMain(Effect.scoped(program))
+// A bad option or variable fails the program with a ConfigError naming it, its value and what is allowed; runMain
+// prints it and Worker.teardown makes the exit code 2.
+NodeRuntime.runMain(Effect.scoped(program), { teardown: Worker.teardown })

@@ -156,3 +156,36 @@ export const renderPrometheus = (s: Snapshot): string => {
   if (s.score !== undefined) out.push(`worker_benchmark_score{${dep}} ${s.score}`)
   return out.join("\n") + "\n"
 }
+
+/** The HTTP server's own counters (beside the worker's, which survive a server restart in tests). */
+export interface HttpSnapshot {
+  /** Connections open now. */
+  readonly connections: number
+  /** Connections closed at once because `maxConnections` were open. */
+  readonly refused: number
+  /** Requests whose body is still arriving. */
+  readonly receiving: number
+  /** Requests answered 408 because their body did not arrive within the body timeout. */
+  readonly bodyTimeouts: number
+}
+
+/** Render the HTTP server's counters in the Prometheus text format. */
+export const renderHttp = (deployment: string, s: HttpSnapshot): string => {
+  const dep = `deployment="${label(deployment)}"`
+  return (
+    [
+      "# HELP worker_http_connections Connections open now.",
+      "# TYPE worker_http_connections gauge",
+      `worker_http_connections{${dep}} ${s.connections}`,
+      "# HELP worker_http_connections_refused_total Connections closed at once because maxConnections were open.",
+      "# TYPE worker_http_connections_refused_total counter",
+      `worker_http_connections_refused_total{${dep}} ${s.refused}`,
+      "# HELP worker_http_requests_receiving Requests whose body is still arriving.",
+      "# TYPE worker_http_requests_receiving gauge",
+      `worker_http_requests_receiving{${dep}} ${s.receiving}`,
+      "# HELP worker_http_body_timeouts_total Requests answered 408: the body did not arrive within the body timeout.",
+      "# TYPE worker_http_body_timeouts_total counter",
+      `worker_http_body_timeouts_total{${dep}} ${s.bodyTimeouts}`
+    ].join("\n") + "\n"
+  )
+}

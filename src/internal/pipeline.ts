@@ -1,7 +1,7 @@
 /**
  * The call pipeline of `POST /remote/<name>`, top to bottom:
  *
- *   read the body (bounded) -> JSON -> depth check -> envelope -> auth -> remote -> arguments -> bind -> decode the
+ *   media type -> read the body (bounded in size and time) -> JSON -> depth check -> envelope -> auth -> remote -> arguments -> bind -> decode the
  *   payload -> admit (concurrency, queue) -> run the handler (a fiber with the entered contexts) -> encode -> write
  *
  * Every step before the handler is synchronous and fails with a typed error; the handler runs in a fiber forked at
@@ -12,21 +12,29 @@
  * A stream remote's call differs only in its fiber: it writes the status and the element lines as they come
  * (streamResponse.ts), and `finish` writes the closing line (`end`, or `err` for a failure after the status was sent).
  */
-import { Cause, Effect, Either, Exit, FiberId, HashSet, Option, ParseResult } from "effect"
+import { Cause, Duration, Effect, Either, Exit, FiberId, HashSet, Option, ParseResult } from "effect"
 import type { Fiber } from "effect"
 import type * as Http from "node:http"
 import * as EngineReport from "../EngineReport.js"
 import type * as Session from "../Session.js"
 import * as Wire from "../Wire.js"
 import type { Resolved } from "../WorkerConfig.js"
-import { CallFailed, PayloadTooLarge, RemoteNotFound, WireDecodeError, WireEncodeError } from "../WorkerError.js"
+import {
+  CallFailed,
+  PayloadTooLarge,
+  RemoteNotFound,
+  WireDecodeError,
+  WireEncodeError,
+  WorkerUnavailable
+} from "../WorkerError.js"
 import type { CallTimeout, RemoteFailure, SessionGone } from "../WorkerError.js"
 import type * as Authenticator from "./auth.js"
+import type { BodyDeadlines } from "./deadlines.js"
 import type * as Metrics from "./metrics.js"
 import type * as Sessions from "./sessions.js"
 import { pythonClass } from "./python.js"
 import { errorResponse, okResponse } from "./respond.js"
-import type { Response, ServeError } from "./respond.js"
+import type { RequestTimeout, Response, ServeError, UnsupportedMediaType } from "./respond.js"
 import * as streamResponse from "./streamResponse.js"
 import * as wire from "./wire.js"
 import { failureId } from "./worker.js"
@@ -39,6 +47,10 @@ export interface Context {
   readonly auth: Authenticator.Authenticator
   readonly reporter: EngineReport.Reporter | undefined
   readonly sessions: Sessions.Manager
+  /** Requests whose body is still arriving, expired by the body timeout. */
+  readonly deadlines: BodyDeadlines
+  /** Whether the server is going away: every answer then closes its connection (`Connection: close`). */
+  readonly closing: () => boolean
 }
 
 /**
@@ -98,8 +110,11 @@ export const handle = (ctx: Context, name: string, req: Http.IncomingMessage, re
   // 1. Auth by header (a token) before anything is read: a caller without it sends nothing the worker reads.
   const denied = ctx.auth.header(req.headers)
   if (denied !== undefined) return refuse(call, denied)
-  // 2. The body, up to the limit (413 without buffering the rest).
-  readBody(req, ctx.config.maxBodySize, (error, body) => {
+  // 2. JSON only (or no type at all): a form or text body is refused before it is read.
+  const unsupported = mediaType(req.headers["content-type"])
+  if (unsupported !== undefined) return refuse(call, unsupported)
+  // 3. The body, up to the limit (413 without buffering the rest), within the body timeout (408).
+  readBody(req, ctx.config.maxBodySize, ctx.deadlines, (error, body) => {
     if (error !== undefined) return refuse(call, error)
     afterBody(call, name, body!)
   })
@@ -107,18 +122,18 @@ export const handle = (ctx: Context, name: string, req: Http.IncomingMessage, re
 
 const afterBody = (call: Call, name: string, body: Buffer): void => {
   const { ctx } = call
-  // 3. JSON, no deeper than the wire allows and without __proto__ keys (before anything recursive runs on it:
+  // 4. JSON, no deeper than the wire allows and without __proto__ keys (before anything recursive runs on it:
   // schemas, error formatters).
   const json = parseJson(body)
   if (Either.isLeft(json)) return refuse(call, json.left)
-  // 4. The envelope.
+  // 5. The envelope.
   const envelope = Wire.decodeEnvelopeEither(json.right)
   if (Either.isLeft(envelope)) return refuse(call, envelope.left)
   call.auth = envelope.right.auth_data
-  // 5. Auth by signature (the envelope's auth_data).
+  // 6. Auth by signature (the envelope's auth_data).
   const refused = ctx.auth.envelope(envelope.right)
   if (refused !== undefined) return refuse(call, refused)
-  // 5b. The session, when the envelope names one: 410 when it is not open; each call extends it by its lifetime.
+  // 6b. The session, when the envelope names one: 410 when it is not open; each call extends it by its lifetime.
   const sessionId = envelope.right.session_id
   if (sessionId !== undefined) {
     call.inSession = true
@@ -126,7 +141,7 @@ const afterBody = (call: Call, name: string, body: Buffer): void => {
     if (Either.isLeft(joined)) return refuse(call, joined.left)
     call.session = joined.right
   }
-  // 6. The remote.
+  // 7. The remote.
   const entry = ctx.core.entry(name)
   if (entry === undefined) {
     // No remote name is longer than 256 characters: echo no more than that.
@@ -134,14 +149,14 @@ const afterBody = (call: Call, name: string, body: Buffer): void => {
     return refuse(call, new RemoteNotFound({ remote, known: ctx.core.knownRemotes }))
   }
   call.name = name
-  // 7. Arguments: wire values decoded, then bound to the payload's fields as Python binds a call.
+  // 8. Arguments: wire values decoded, then bound to the payload's fields as Python binds a call.
   const args = Wire.decodeArgumentsEither(envelope.right)
   if (Either.isLeft(args)) return refuse(call, args.left)
   const bound = wire.bindArgsEither(entry.remote.fields, args.right.args, args.right.kwargs, {
     anyKeyword: entry.remote.anyKeyword
   })
   if (Either.isLeft(bound)) return refuse(call, bound.left)
-  // 8. The payload, by the remote's schema (synchronously unless the schema needs an async step).
+  // 9. The payload, by the remote's schema (synchronously unless the schema needs an async step).
   if (ctx.core.phase() !== "ready") return refuse(call, ctx.core.unavailable())
   const decoded = entry.decodeSync(bound.right)
   if (decoded !== undefined) {
@@ -159,7 +174,7 @@ const afterBody = (call: Call, name: string, body: Buffer): void => {
 
 const admitAndRun = (call: Call, entry: Entry, payload: unknown): void => {
   const { ctx } = call
-  // 9. Admission: a slot now, a place in the queue, or a refusal (429 / 503).
+  // 10. Admission: a slot now, a place in the queue, or a refusal (429 / 503).
   const admitted = ctx.core.admit(entry, payload)
   if (Either.isLeft(admitted)) {
     if (admitted.left.reason === "queue-full") rejected(call, entry, payload)
@@ -168,7 +183,7 @@ const admitAndRun = (call: Call, entry: Entry, payload: unknown): void => {
   call.admitted = true
   opened(call, admitted.right.workload)
   if (entry.remote.kind === "stream") return runStream(call, entry, payload, admitted.right)
-  // 10. The handler, in a fiber with the entered contexts; a synchronous one has ended when `start` returns. A call
+  // 11. The handler, in a fiber with the entered contexts; a synchronous one has ended when `start` returns. A call
   // in a session runs as part of it: `Session.Current` for the handler, interrupted when the session closes.
   const fiber: Fiber.RuntimeFiber<unknown, RemoteFailure | CallTimeout | SessionGone> =
     call.session === undefined
@@ -292,7 +307,7 @@ const finish = (call: Call, outcome: Outcome): void => {
   if (call.streamed) {
     closeStream(call, outcome._tag === "Answered" ? outcome.answer.body : error)
     if (call.name !== undefined) ctx.core.recordItems(call.name, call.items)
-  } else if (response !== undefined) write(call.res, response)
+  } else if (response !== undefined) write(call.res, response, ctx.closing())
   const ran = call.admitted && metric !== "rejected"
   if (call.name !== undefined || outcome._tag !== "Refused" || outcome.error._tag === "RemoteNotFound") {
     ctx.core.record(call.name, metric, ran ? (now() - call.startedAt) / 1000 : undefined)
@@ -353,6 +368,8 @@ const metricOf = (e: ServeError): Metrics.Outcome => {
     case "PayloadTooLarge":
     case "RouteNotFound":
     case "MethodNotAllowed":
+    case "RequestTimeout":
+    case "UnsupportedMediaType":
       return "rejected"
     default:
       return "invalid"
@@ -538,17 +555,22 @@ const runStream = (call: Call, entry: Entry, payload: unknown, admitted: Admitte
 // reading and writing
 // ---------------------------------------------------------------------------
 
-/** Read a request body up to `limit` bytes; past it, stop reading (413 without buffering the rest). */
+/**
+ * Read a request body up to `limit` bytes; past it, stop reading (413 without buffering the rest). A body that has not
+ * arrived in full when `deadlines` expires it gets 408 (past the body timeout) or 503 (the server is closing).
+ */
 export const readBody = (
   req: Http.IncomingMessage,
   limit: number,
-  done: (error: PayloadTooLarge | WireDecodeError | undefined, body: Buffer | undefined) => void
+  deadlines: BodyDeadlines,
+  done: (error: BodyError | undefined, body: Buffer | undefined) => void
 ): void => {
   const declared = Number(req.headers["content-length"])
   if (Number.isFinite(declared) && declared > limit) return done(new PayloadTooLarge({ limitBytes: limit }), undefined)
   const chunks: Array<Buffer> = []
   let size = 0
   const cleanup = () => {
+    deadlines.remove(pending)
     req.off("data", onData)
     req.off("end", onEnd)
     req.off("error", onError)
@@ -574,9 +596,52 @@ export const readBody = (
       undefined
     )
   }
+  const pending = deadlines.add((why) => {
+    cleanup()
+    // Nothing more is read: the answer closes the connection, whatever is still on its way.
+    done(
+      why === "timeout"
+        ? requestTimeout(Duration.toMillis(deadlines.timeout))
+        : new WorkerUnavailable({ reason: "stopped", detail: "the worker is shutting down" }),
+      undefined
+    )
+  })
   req.on("data", onData)
   req.on("end", onEnd)
   req.on("error", onError)
+}
+
+/** Why a body was not read. */
+type BodyError = PayloadTooLarge | WireDecodeError | RequestTimeout | WorkerUnavailable
+
+const requestTimeout = (timeoutMillis: number): RequestTimeout => ({
+  _tag: "RequestTimeout",
+  timeoutMillis,
+  message: `The request body did not arrive within ${timeoutMillis} ms of its headers`
+})
+
+/**
+ * Undefined when a body of this `Content-Type` is parsed as JSON: none given (the reference's clients always send
+ * one; some HTTP clients send none), `application/json` or any `application/*+json`, in UTF-8. Anything else
+ * (a form, text) is refused: a body a browser may send across origins without asking first never reaches a remote.
+ */
+export const mediaType = (header: string | undefined): UnsupportedMediaType | undefined => {
+  if (header === undefined) return undefined
+  const [type = "", ...params] = header.split(";").map((p) => p.trim().toLowerCase())
+  const json = type === "application/json" || /^application\/[a-z0-9!#$&^_.-]+\+json$/.test(type)
+  const charset = params
+    .find((p) => p.startsWith("charset="))
+    ?.slice("charset=".length)
+    .replace(/"/g, "")
+  if (json && (charset === undefined || charset === "utf-8" || charset === "utf8")) return undefined
+  const shown = header.length > 100 ? `${header.slice(0, 100)}...` : header
+  return {
+    _tag: "UnsupportedMediaType",
+    contentType: shown,
+    message: json
+      ? `Content-Type "${shown}": JSON bodies are read as UTF-8 only`
+      : `Content-Type "${shown}" is not JSON: send the body as application/json (curl: -H 'content-type: application/json')`
+  }
 }
 
 /** Parse a body as JSON, no deeper than the wire allows and without `__proto__` keys. */
@@ -599,11 +664,12 @@ export const parseJson = (body: Buffer): Either.Either<unknown, WireDecodeError>
   return unfit === undefined ? Either.right(json) : Either.left(unfit)
 }
 
-/** Write a decided response, unless the socket is gone. */
-export const write = (res: Http.ServerResponse, response: Response): void => {
+/** Write a decided response, unless the socket is gone; `close` ends the connection after it (`Connection: close`). */
+export const write = (res: Http.ServerResponse, response: Response, close = false): void => {
   if (res.headersSent || res.destroyed) return
   // With its length, the response goes out in one write (without it, Node frames it as chunks: several writes).
-  res.writeHead(response.status, { ...response.headers, "content-length": Buffer.byteLength(response.body) })
+  const headers = { ...response.headers, "content-length": String(Buffer.byteLength(response.body)) }
+  res.writeHead(response.status, close ? { ...headers, connection: "close" } : headers)
   res.end(response.body)
 }
 

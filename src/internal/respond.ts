@@ -32,6 +32,20 @@ export interface MethodNotAllowed {
   readonly message: string
 }
 
+/** A request whose body did not arrive in full within the body timeout of its headers (408; the connection closes). */
+export interface RequestTimeout {
+  readonly _tag: "RequestTimeout"
+  readonly timeoutMillis: number
+  readonly message: string
+}
+
+/** A request body in a media type other than JSON (415). */
+export interface UnsupportedMediaType {
+  readonly _tag: "UnsupportedMediaType"
+  readonly contentType: string
+  readonly message: string
+}
+
 /**
  * Every error the worker itself answers with. A remote's declared error is not among them: it is the remote's result
  * (200 `{"result":{"err":...}}`), whatever its class.
@@ -50,6 +64,8 @@ export type ServeError =
   | SessionGone
   | RouteNotFound
   | MethodNotAllowed
+  | RequestTimeout
+  | UnsupportedMediaType
 
 const JSON_TYPE = "application/json"
 
@@ -100,6 +116,11 @@ export const errorResponse = (e: ServeError): Response => {
     case "PayloadTooLarge":
       // The rest of the body is not read: the connection cannot be reused.
       return json(413, errorBody(e), { connection: "close" })
+    case "RequestTimeout":
+      // The rest of the body may still be on its way: the connection cannot be reused.
+      return json(408, errorBody(e), { connection: "close" })
+    case "UnsupportedMediaType":
+      return json(415, errorBody(e), { "accept-post": JSON_TYPE })
     case "WorkerUnavailable":
       if (e.reason === "queue-full" || e.reason === "session-limit") {
         return json(429, errorBody(e), retryAfter(e.retryAfterMillis))
