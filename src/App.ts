@@ -323,7 +323,9 @@ export class App {
    * are entered, and `getContext` works, as after {@link start}. `stop()` drains and exits every context.
    *
    * Unless `handleSignals: false`, SIGTERM or SIGINT stops it as a worker process should: drain, exit every context,
-   * then end the process (exit code 0, or 1 when an exit failed). A second signal does not skip the exits.
+   * then end the process (exit code 0, or 1 when an exit failed). A second signal does not skip the exits. An uncaught
+   * exception or unhandled rejection (a remote's lost promise) stops it the same way, each context's `exit` told the
+   * error, and the exit code is 1.
    */
   async serve(options: Worker.ServeOptions = {}): Promise<{ readonly url: string; readonly report: Worker.Report }> {
     if (this.running !== undefined) throw new Error(`App "${this.name}" is already started`)
@@ -350,29 +352,44 @@ export class App {
   /** Removes the listeners `serve` added; `stop` calls it, so a stopped app no longer ends the process on a signal. */
   private removeSignalListeners: (() => void) | undefined
 
-  /** The process's signal handling while served: stop once, then end the process with the outcome. */
+  /**
+   * The process's signal and fault handling while served: stop once, then end the process with the outcome. A signal
+   * stops as `stop()` does (exit code 0, or 1 when an exit failed); an uncaught exception or unhandled rejection stops
+   * the same way, each context's `exit` told the error, and the exit code is 1.
+   */
   private exitOnSignal(): () => void {
     let stopping = false
-    const onSignal = (signal: NodeJS.Signals) => {
+    const stopOnce = (why: string, exit: Exit.Exit<unknown, unknown>, code: number) => {
       if (stopping) {
-        process.stderr.write(`${signal} again: still shutting down (contexts must exit first)\n`)
+        process.stderr.write(`${why} again: still shutting down (contexts must exit first)\n`)
         return
       }
       stopping = true
-      process.stderr.write(`${signal}: draining, then exiting every context\n`)
-      void this.stop().then(
-        () => process.exit(0),
+      process.stderr.write(`${why}: draining, then exiting every context\n`)
+      void this.stopWith(exit).then(
+        () => process.exit(code),
         (error: unknown) => {
           process.stderr.write(`shutdown failed: ${error instanceof Error ? error.message : String(error)}\n`)
           process.exit(1)
         }
       )
     }
+    const onSignal = (signal: NodeJS.Signals) => stopOnce(signal, Exit.void, 0)
+    const onFault = (kind: string) => (error: unknown) => {
+      process.stderr.write(`${kind}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`)
+      stopOnce(kind, Exit.die(error), 1)
+    }
+    const onException = onFault("uncaughtException")
+    const onRejection = onFault("unhandledRejection")
     process.on("SIGTERM", onSignal)
     process.on("SIGINT", onSignal)
+    process.on("uncaughtException", onException)
+    process.on("unhandledRejection", onRejection)
     return () => {
       process.off("SIGTERM", onSignal)
       process.off("SIGINT", onSignal)
+      process.off("uncaughtException", onException)
+      process.off("unhandledRejection", onRejection)
     }
   }
 
@@ -400,12 +417,17 @@ export class App {
 
   /** Drain in-flight calls and exit every context once. Throws `ShutdownFailed` listing the exits that failed. */
   async stop(): Promise<void> {
+    return this.stopWith(Exit.void)
+  }
+
+  /** Stop, telling each context's `exit` how the app ended. */
+  private async stopWith(ending: Exit.Exit<unknown, unknown>): Promise<void> {
     const running = this.running
     if (running === undefined) return
     // A signal during this stop has its own listener still (the one that called it, if any): only later ones go.
     const remove = this.removeSignalListeners
     this.removeSignalListeners = undefined
-    const exit = await this.runtime.runPromiseExit(running.worker.shutdown)
+    const exit = await this.runtime.runPromiseExit(running.worker.shutdownWith(ending))
     await this.runtime.runPromise(Scope.close(running.scope, Exit.void))
     // Stopped: the app may start again (the contexts enter anew); until then getContext says "not-entered".
     this.running = undefined

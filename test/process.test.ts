@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest"
 import { spawnSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
-import { spawnWorker } from "./fixtures/child.js"
+import { post, spawnWorker, until } from "./fixtures/child.js"
 
 /**
  * `effect-deployments serve <fixture>` from source (or a script of its own) as a child process on a free loopback
@@ -13,19 +13,6 @@ const start = (
   fixture = "test/fixtures/lifecycle-app.ts",
   argv = ["--import", "tsx", "src/internal/cli.ts", "serve", fixture]
 ) => spawnWorker(argv, env)
-
-const post = (url: string, body: unknown) =>
-  fetch(url, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" } }).then(
-    async (r) => ({ status: r.status, json: (await r.json()) as any })
-  )
-
-const until = async (f: () => Promise<boolean>) => {
-  for (let i = 0; i < 400; i++) {
-    if (await f()) return
-    await new Promise((r) => setTimeout(r, 5))
-  }
-  throw new Error("condition not reached")
-}
 
 describe.concurrent("the CLI, in a child process", () => {
   it("serves a module, prints URL, report and ready; SIGTERM: in-flight calls finish, then the exits, exit 0", async () => {
