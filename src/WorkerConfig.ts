@@ -201,7 +201,8 @@ const checks = {
   maxSessions: Settings.integer(0, 1_000_000, "a whole number of sessions"),
   path: Settings.nonEmpty("a file path"),
   authMode: Settings.literal("none", "token", "signed"),
-  boolean: Settings.boolean
+  boolean: Settings.boolean,
+  flag: Settings.strictBoolean
 }
 
 const env = Config.all({
@@ -368,9 +369,9 @@ export const resolve = (options: ServeOptions = {}): Effect.Effect<Resolved, Con
       (yield* pick(checks.maxConnections, "maxConnections", "WORKER_MAX_CONNECTIONS")) ?? DEFAULT_MAX_CONNECTIONS
     const onStartupFailure =
       (yield* pick(checks.onStartupFailure, "onStartupFailure", "WORKER_ON_STARTUP_FAILURE")) ?? "exit"
-    const benchmark = yield* Settings.pick(checks.boolean, { option: "benchmark" }, options.benchmark, undefined)
+    const benchmark = yield* Settings.pick(checks.flag, { option: "benchmark" }, options.benchmark, undefined)
     const handleSignals =
-      (yield* Settings.pick(checks.boolean, { option: "handleSignals" }, options.handleSignals, undefined)) ?? true
+      (yield* Settings.pick(checks.flag, { option: "handleSignals" }, options.handleSignals, undefined)) ?? true
     const auth = yield* resolveAuth(options, e)
     const httpPort = (yield* pick(checks.port, "httpPort", "WORKER_HTTP_PORT")) ?? (port === 0 ? 0 : port + 1)
     const maxSessions =

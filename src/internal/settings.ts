@@ -116,6 +116,12 @@ export const boolean: Check<boolean> = {
   }
 }
 
+/** A boolean given in code (no words). */
+export const strictBoolean: Check<boolean> = {
+  expected: "true or false",
+  parse: (value) => (typeof value === "boolean" ? value : undefined)
+}
+
 /** A string with something in it other than white space. */
 export const nonEmpty = (what: string): Check<string> => ({
   expected: what,
