@@ -124,6 +124,55 @@ describe("responsiveness", () => {
       expect(state.started).toBe(calls)
     })
   )
+  it.scopedLive(
+    "a probe that arrived during a long call is answered before the next call starts, even one read first",
+    () =>
+      Effect.gen(function* () {
+        const state = { started: 0, startedWhenAnswered: -1 }
+        const sockets: { call?: Net.Socket; probe?: Net.Socket } = {}
+        const call =
+          "POST /remote/block HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 14\r\n\r\n"
+        const block = Remote.make(
+          "block",
+          {
+            payload: Schema.Struct({}),
+            success: Schema.Number,
+            concurrency: 1,
+            benchmark: { dataset: [{}], runs: 1, warmup: 0 }
+          },
+          () =>
+            Effect.sync(() => {
+              if (++state.started === 1) {
+                // While the loop is blocked, a second call and then a probe arrive: the next poll reads both at once.
+                sockets.call!.write(`${call}{"payload":{}}`)
+                sockets.probe!.write("GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+              }
+              const until = performance.now() + 30
+              while (performance.now() < until) {
+                // busy
+              }
+              return state.started
+            })
+        )
+        const { url } = yield* serve(Deployment.make("blocking", { contexts: [], remotes: [block] }))
+        const first = yield* connect(url)
+        const second = yield* connect(url)
+        const probe = yield* connect(url)
+        sockets.call = second.socket
+        sockets.probe = probe.socket
+        probe.socket.on("data", () => {
+          if (state.startedWhenAnswered === -1) state.startedWhenAnswered = state.started
+        })
+        first.write(`${call}{"payload":{}}`)
+        yield* eventually(
+          Effect.sync(() => [first.text(), second.text(), probe.text()]),
+          (texts) => texts.every((t) => t.includes(" 200 OK"))
+        )
+        expect(state.started).toBe(2)
+        // Answered before the second call began: the probe waited for one call, not two.
+        expect(state.startedWhenAnswered).toBe(1)
+      })
+  )
 })
 
 describe("timeouts", () => {

@@ -31,6 +31,12 @@ const turn = {
   busy: 0,
   /** A boundary is scheduled (a check-phase callback ends the turn). */
   open: false,
+  /**
+   * The previous turn spent its budget: until the poll after it is done, no call starts at once. What arrived while
+   * the loop was blocked is read in that one poll, and a call read early in it would otherwise block the rest of it
+   * (a `/health` probe behind a burst of calls would wait for two calls instead of one).
+   */
+  afterLong: false,
   /** Deferred starts, in arrival order; each returns whether it started a call (false: it was interrupted). */
   pending: [] as Array<() => boolean>
 }
@@ -43,6 +49,11 @@ const openTurn = (): void => {
 
 const closeTurn = (): void => {
   turn.open = false
+  if (turn.busy >= SLICE_MILLIS && !turn.afterLong) {
+    turn.afterLong = true
+    // Queued now, it runs after the next poll, and before the deferred starts that poll queues.
+    setImmediate(() => (turn.afterLong = false))
+  }
   turn.busy = 0
   turn.id++
   // Deferred calls start on the next turn (their setImmediate, queued now, runs after Node polls for I/O).
@@ -60,7 +71,7 @@ const startPending = (): void => {
 /** Whether a call may start now, within this turn's budget, with no deferred call ahead of it. */
 const mayStartNow = (): boolean => {
   openTurn()
-  return turn.pending.length === 0 && turn.busy < SLICE_MILLIS
+  return turn.pending.length === 0 && turn.busy < SLICE_MILLIS && !turn.afterLong
 }
 
 /** Count a call that ran from `startedAt` in turn `id`; start the next deferred one if the budget allows. */
