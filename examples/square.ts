@@ -28,5 +28,5 @@ export default app
 
 // Run as a main (`tsx examples/square.ts`), not when imported by the CLI or a test.
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  NodeRuntime.runMain(Layer.launch(Worker.serve(app)))
+  NodeRuntime.runMain(Layer.launch(Worker.serve(app)), { teardown: Worker.teardown })
 }

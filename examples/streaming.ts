@@ -9,11 +9,11 @@
  * Serve it with `npx tsx examples/streaming.ts` (or `npx effect-deployments serve examples/streaming.ts`), then:
  *
  * ```sh
- * curl -sN localhost:8000/remote/generate -d '{"payload": {"kwargs": {"prompt": "the cat", "maxTokens": 5}}}'
+ * curl -sN localhost:8000/remote/generate -H 'content-type: application/json' -d '{"payload": {"kwargs": {"prompt": "the cat", "maxTokens": 5}}}'
  * # {"item":"the"}   (one line every 20 ms)
  * # ...
  * # {"end":{"count":5}}
- * curl -s localhost:8000/remote/embed -d '{"payload": {"kwargs": {"text": "the cat"}}}'
+ * curl -s localhost:8000/remote/embed -H 'content-type: application/json' -d '{"payload": {"kwargs": {"text": "the cat"}}}'
  * # {"result":{"ok":{"type":"list","contents":[7,2,0.2857142857142857]}}}
  * ```
  */
@@ -87,5 +87,5 @@ export default app
 
 // Run as a main (`tsx examples/streaming.ts`), not when imported by the CLI or a test.
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  NodeRuntime.runMain(Layer.launch(Worker.serve(app)))
+  NodeRuntime.runMain(Layer.launch(Worker.serve(app)), { teardown: Worker.teardown })
 }

@@ -67,5 +67,5 @@ export const main = Effect.gen(function* () {
 
 // Run as a main (`npm start`), not when imported by a test or the CLI
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  NodeRuntime.runMain(Effect.scoped(main))
+  NodeRuntime.runMain(Effect.scoped(main), { teardown: Worker.teardown })
 }

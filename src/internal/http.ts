@@ -201,8 +201,6 @@ const sessionRoute = (
   const write = (response: Response) => pipeline.write(res, response, ctx.closing())
   const denied = ctx.auth.header(req.headers)
   if (denied !== undefined) return write(sessionError(denied))
-  const unsupported = pipeline.mediaType(req.headers["content-type"])
-  if (unsupported !== undefined) return write(sessionError(unsupported))
   pipeline.readBody(req, ctx.config.maxBodySize, ctx.deadlines, (error, body) => {
     if (error !== undefined) return write(sessionError(error))
     const json = pipeline.parseJson(body!)
