@@ -350,6 +350,7 @@ describe("a report for every request that names a request_idx", () => {
           Effect.tryPromise(() =>
             fetch(`${served.url}/remote/gate`, {
               method: "POST",
+              headers: { "content-type": "application/json" },
               body: JSON.stringify({ auth_data: signed(8), payload: {} }),
               signal: controller.signal
             })

@@ -83,7 +83,11 @@ describe("examples", () => {
       yield* worker.awaitReady
       const post = (at: string, body: unknown) =>
         Effect.promise(() =>
-          fetch(at, { method: "POST", body: JSON.stringify(body) }).then(async (r) => ({
+          fetch(at, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify(body)
+          }).then(async (r) => ({
             status: r.status,
             json: (await r.json()) as any
           }))

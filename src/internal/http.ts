@@ -130,16 +130,14 @@ const makeHandler =
     if (path !== "/health" && path !== "/ready" && path !== "/metrics") return write(notFound(req))
     if (req.method !== "GET") return write(methodNotAllowed(req, "GET"))
     if (ctx === undefined) {
-      return pipeline.write(
-        res,
+      return write(
         path === "/health" ? json(200, { status: "alive", phase: "starting" }) : json(503, { phase: "starting" })
       )
     }
     switch (path) {
       case "/health": {
         const status = ctx.core.statusNow()
-        return pipeline.write(
-          res,
+        return write(
           json(200, { status: "alive", deployment: ctx.core.deployment.name, phase: status.phase, since: status.since })
         )
       }
@@ -147,8 +145,7 @@ const makeHandler =
         const report = ctx.core.reportNow()
         const keyReady = ctx.auth.ready()
         const isReady = report.phase === "ready" && keyReady
-        return pipeline.write(
-          res,
+        return write(
           json(isReady ? 200 : 503, {
             ready: isReady,
             phase: report.phase,
