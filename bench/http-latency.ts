@@ -1,7 +1,8 @@
 /**
- * `POST /remote/square` over loopback: `Worker.serve` of examples/square.ts against a plain `node:http` server doing
- * the same JSON work (bench/servers/plain.ts), each in a child process of its own (`node --import tsx`), the load
- * generated here. Two figures per server, and the ratio worker/plain (issue 7's targets):
+ * `POST /remote/square` over loopback: `Worker.serve` of the `square` deployment from the compiled package (dist/, built
+ * by `npm run bench:http` first: what users run) against a plain `node:http` server doing the same JSON work
+ * (bench/servers/plain.mjs), each in a child process of its own run by node itself (no TypeScript loader: under tsx
+ * the worker's per-call CPU was several times higher), the load generated here. Two figures per server, and the ratio worker/plain (issue 7's targets):
  *
  * - throughput at 64 keep-alive connections, with autocannon (target: worker >= 0.7x plain);
  * - latency at 1 connection, sequential, in microseconds, with a keep-alive `http.request` loop (autocannon's
@@ -79,7 +80,7 @@ const childEnv = (): NodeJS.ProcessEnv =>
 const start = (name: string, file: string, nodeArgs: ReadonlyArray<string> = []): Promise<Server> =>
   new Promise((resolve, reject) => {
     const script = Path.join(ROOT, "bench", "servers", file)
-    const child = ChildProcess.spawn(process.execPath, [...nodeArgs, "--import", "tsx", script], {
+    const child = ChildProcess.spawn(process.execPath, [...nodeArgs, script], {
       cwd: ROOT,
       env: childEnv(),
       stdio: ["pipe", "pipe", "inherit"]
@@ -287,10 +288,10 @@ const main = async () => {
   )
   const profile = args.profile === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${Path.resolve(args.profile)}`]
   const specs: Array<[string, string, ReadonlyArray<string>]> = [
-    ["plain", "plain.ts", []],
-    ["worker", "worker.ts", profile]
+    ["plain", "plain.mjs", []],
+    ["worker", "worker.mjs", profile]
   ]
-  if (args.platform) specs.push(["platform", "platform.ts", []])
+  if (args.platform) specs.push(["platform", "platform.mjs", []])
   let stopping = false
   const servers = await Promise.all(specs.map(([name, file, nodeArgs]) => start(name, file, nodeArgs)))
   // A server that dies mid-run would only yield refused connections from then on: stop at the next step instead.

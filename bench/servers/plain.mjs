@@ -1,20 +1,17 @@
-/**
- * The baseline of bench/http-latency.ts: a plain `node:http` server doing by hand the JSON work of
- * `POST /remote/square` (read the body, `JSON.parse` the envelope, square `x`, answer `{"result":{"ok":...}}`).
- *
- *   node --import tsx bench/servers/plain.ts   # prints `listening <port>` on 127.0.0.1
- */
+// The baseline of bench/http-latency.ts: a plain `node:http` server doing by hand the JSON work of
+// `POST /remote/square` (read the body, `JSON.parse` the envelope, square `x`, answer `{"result":{"ok":...}}`).
+//
+//   node bench/servers/plain.mjs   # prints `listening <port>` on 127.0.0.1
 import * as Http from "node:http"
-import type { AddressInfo } from "node:net"
-import { announce, stopWithParent } from "./lifecycle.js"
+import { announce, stopWithParent } from "./lifecycle.mjs"
 
 const server = Http.createServer((req, res) => {
-  const chunks: Array<Buffer> = []
-  req.on("data", (c: Buffer) => chunks.push(c))
+  const chunks = []
+  req.on("data", (c) => chunks.push(c))
   req.on("end", () => {
-    let out: string
+    let out
     try {
-      const envelope = JSON.parse(Buffer.concat(chunks).toString("utf8")) as { payload: { kwargs: { x: number } } }
+      const envelope = JSON.parse(Buffer.concat(chunks).toString("utf8"))
       const x = envelope.payload.kwargs.x
       out = JSON.stringify({ result: { ok: x * x } })
     } catch (e) {
@@ -35,4 +32,4 @@ process.on("SIGTERM", stop)
 process.on("SIGINT", stop)
 stopWithParent(stop)
 
-server.listen(0, "127.0.0.1", () => announce((server.address() as AddressInfo).port))
+server.listen(0, "127.0.0.1", () => announce(server.address().port))
