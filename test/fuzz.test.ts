@@ -281,7 +281,12 @@ const fuzz = (url: string, remotes: ReadonlyArray<string>) =>
       fc.asyncProperty(
         fc.oneof({ weight: 6, arbitrary: fc.constantFrom(...remotes) }, { weight: 1, arbitrary: fc.constant("nope") }),
         body,
-        fc.constantFrom("application/json", "text/plain", undefined),
+        // Mostly JSON types (a body of another type is refused with 415 before it is parsed, so it tests less); one in
+        // seven is text/plain, to keep that refusal under the same properties.
+        fc.oneof(
+          { weight: 6, arbitrary: fc.constantFrom("application/json", "application/json; charset=utf-8", undefined) },
+          { weight: 1, arbitrary: fc.constant("text/plain") }
+        ),
         async (remote, data, contentType) => {
           const { status, text } = await post(url, remote, data, contentType)
           statuses.set(status, (statuses.get(status) ?? 0) + 1)
