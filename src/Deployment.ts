@@ -257,9 +257,12 @@ const checkBenchmark = (name: string, remote: Remote.Definition): void => {
 
 /**
  * Wire contexts by their `dependsOn` into one layer. Each wired layer is built once per worker (layers are memoised
- * by reference), so a context that several others need is entered once and exited after all of them.
+ * by reference), so a context that several others need is entered once and exited after all of them. Also used by
+ * `ThreadedContext.runner` to wire the contexts each thread enters.
+ *
+ * @internal
  */
-const wire = (name: string, contexts: ReadonlyArray<Layer.Layer<any, any, any>>) => {
+export const wire = (name: string, contexts: ReadonlyArray<Layer.Layer<any, any, any>>) => {
   const byKey = new Map<string, WorkerContext.WorkerContext<any, any, any>>()
   const dupes: Array<string> = []
   for (const c of contexts) {

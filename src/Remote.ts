@@ -129,6 +129,15 @@ export interface Batching<P, A, E, R> {
   readonly handler: (payloads: Arr.NonEmptyReadonlyArray<P>) => Effect.Effect<ReadonlyArray<Exit.Exit<A, E>>, E, R>
 }
 
+/**
+ * What a remote's `concurrency` can follow instead of a fixed number: a threaded context (`ThreadedContext.make`),
+ * whose pool admits one call per thread. Read when the worker starts (the worker reads `remote.concurrency` then).
+ */
+export interface ConcurrencySource {
+  /** How many calls can run at once. */
+  readonly concurrency: () => number
+}
+
 /** A remote function: a {@link Spec} with its handler, benchmark and serving limits. */
 export interface Remote<
   out Name extends string,
@@ -216,7 +225,11 @@ export interface Schemas<
 /** How a remote runs: its benchmark and serving limits ({@link implement}'s options). */
 export interface RunOptions<Payload extends Schema.Struct<any>> {
   readonly benchmark?: BenchmarkOptions<Schema.Schema.Type<Payload>, Schema.Schema.Encoded<Payload>> | undefined
-  readonly concurrency?: number | undefined
+  /**
+   * Calls that run at once (default 1), or a {@link ConcurrencySource} to follow: `concurrency: VisionThreadsLive`
+   * admits as many calls as the threaded context has threads, counted when the worker starts.
+   */
+  readonly concurrency?: number | ConcurrencySource | undefined
   readonly maxQueue?: number | undefined
   readonly timeout?: Duration.DurationInput | undefined
   readonly maxQueueTime?: Duration.DurationInput | undefined
@@ -227,6 +240,25 @@ const positiveInt = (name: string, what: string, n: number | undefined, fallback
   if (!Number.isInteger(n) || n < 1)
     throw new RangeError(`Remote "${name}": ${what} must be a positive integer, got ${n}`)
   return n
+}
+
+/**
+ * Set `concurrency` on a remote: a number now, or, for a {@link ConcurrencySource}, a getter read when the worker
+ * reads it (at its start), not at definition: the source's size may come from the environment.
+ */
+const withConcurrency = <A extends { concurrency: number }>(
+  name: string,
+  remote: A,
+  concurrency: number | ConcurrencySource | undefined
+): A => {
+  if (typeof concurrency !== "object") {
+    remote.concurrency = positiveInt(name, "concurrency", concurrency, 1)
+    return remote
+  }
+  return Object.defineProperty(remote, "concurrency", {
+    enumerable: true,
+    get: () => positiveInt(name, "concurrency", concurrency.concurrency(), 1)
+  })
 }
 
 const checkName = (name: string): void => {
@@ -338,27 +370,31 @@ export const make: {
 ): Remote<any, any, any, any, any> => {
   checkName(name)
   const batch = options.batch === undefined ? undefined : batching(name, options.batch, handler)
-  return {
-    [SpecTypeId]: SpecTypeId,
-    [TypeId]: TypeId,
-    kind: "unary",
+  return withConcurrency(
     name,
-    payload: options.payload,
-    success: options.success,
-    error: options.error ?? Schema.Never,
-    benchmark: options.benchmark,
-    concurrency: positiveInt(name, "concurrency", options.concurrency, 1),
-    maxQueue: options.maxQueue === 0 ? 0 : positiveInt(name, "maxQueue", options.maxQueue, 1000),
-    timeout: options.timeout,
-    maxQueueTime: options.maxQueueTime,
-    fields: Object.keys(options.payload.fields),
-    anyKeyword: options.payload.records.length > 0,
-    batch,
-    handler:
-      batch === undefined
-        ? handler
-        : (payload: unknown) => Effect.flatMap(batch.handler([payload]), (exits) => exits[0]!)
-  }
+    {
+      [SpecTypeId]: SpecTypeId,
+      [TypeId]: TypeId,
+      kind: "unary",
+      name,
+      payload: options.payload,
+      success: options.success,
+      error: options.error ?? Schema.Never,
+      benchmark: options.benchmark,
+      concurrency: 1,
+      maxQueue: options.maxQueue === 0 ? 0 : positiveInt(name, "maxQueue", options.maxQueue, 1000),
+      timeout: options.timeout,
+      maxQueueTime: options.maxQueueTime,
+      fields: Object.keys(options.payload.fields),
+      anyKeyword: options.payload.records.length > 0,
+      batch,
+      handler:
+        batch === undefined
+          ? handler
+          : (payload: unknown) => Effect.flatMap(batch.handler([payload]), (exits) => exits[0]!)
+    },
+    options.concurrency
+  )
 }
 
 /**

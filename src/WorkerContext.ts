@@ -68,7 +68,7 @@ const lookupRegistry = Effect.map(FiberRef.get(currentRegistry), (registry) =>
   registry === noWorker ? (latest.registry ?? registry) : registry
 )
 
-/** The key of the context whose `enter` is running (read by {@link annotate}). */
+/** The key of the context whose `enter` or `exit` is running (read by {@link annotate}). */
 const currentKey: FiberRef.FiberRef<string | undefined> = FiberRef.unsafeMake<string | undefined>(undefined)
 
 const DEFAULT_EXIT_TIMEOUT = Duration.seconds(30)
@@ -126,6 +126,7 @@ export const make = <I, S, E = never, R = never, const Deps extends ReadonlyArra
         userExit === undefined
           ? Exit.void
           : yield* Effect.interruptible(userExit(service, exit)).pipe(
+              Effect.locally(currentKey, key),
               Effect.timeoutFail({
                 duration: exitTimeout,
                 onTimeout: () =>
@@ -173,8 +174,8 @@ export const get = <I, S>(tag: Context.Tag<I, S>): Effect.Effect<S, ContextNotFo
   Effect.flatMap(lookupRegistry, (registry) => registry.lookup(tag.key) as Exit.Exit<S, ContextNotFound>)
 
 /**
- * Record a fact about the entering context in the start-up report (e.g. "backend: wasm (tensorflow: not installed)").
- * Does nothing outside a context's `enter`.
+ * Record a fact about the entering (or exiting) context in its report line (e.g. "backend: wasm (tensorflow: not
+ * installed)", or at exit "0 tensors left"). Does nothing outside a context's `enter` and `exit`.
  */
 export const annotate = (note: string): Effect.Effect<void> =>
   Effect.flatMap(FiberRef.get(currentKey), (key) =>

@@ -420,3 +420,43 @@ export class TlsConfigInvalid extends Schema.TaggedError<TlsConfigInvalid>()("Tl
     return `TLS: ${this.setting} file ${this.path} ${what}: ${this.detail}`
   }
 }
+
+// ---------------------------------------------------------------------------
+// threads
+// ---------------------------------------------------------------------------
+
+/**
+ * A threaded context (`ThreadedContext.make`) could not run a call or could not start.
+ *
+ * - `start`: a thread failed to start or to enter its contexts (start-up fails and every thread is rolled back), or
+ *   its module does not export a `ThreadedContext.runner`.
+ * - `died`: the thread running the call exited or crashed before answering; the pool replaces it.
+ * - `unavailable`: no thread is alive (every one died and none could be replaced yet).
+ * - `stopped`: the pool is shutting down and takes no more calls.
+ *
+ * `context` is the threaded context's key, `thread` the thread's number (1, 2, ...; a replacement gets the next
+ * number), `request` the request's `_tag`. Remotes that forward calls to a pool may declare it as (part of) their
+ * `error`, so that a caller learns the call can be retried.
+ */
+export class ThreadFailed extends Schema.TaggedError<ThreadFailed>()("ThreadFailed", {
+  reason: Schema.Literal("start", "died", "unavailable", "stopped"),
+  context: Schema.String,
+  thread: Schema.optional(Schema.Number),
+  request: Schema.optional(Schema.String),
+  detail: Schema.String
+}) {
+  override get message(): string {
+    const thread = this.thread === undefined ? "" : ` thread ${this.thread}`
+    const request = this.request === undefined ? "" : ` (${this.request})`
+    switch (this.reason) {
+      case "start":
+        return `Threaded context "${this.context}":${thread} failed to start: ${this.detail}`
+      case "died":
+        return `Threaded context "${this.context}":${thread} died while running a call${request}: ${this.detail}`
+      case "unavailable":
+        return `Threaded context "${this.context}": no thread available${request}: ${this.detail}`
+      case "stopped":
+        return `Threaded context "${this.context}" is stopping${request}: ${this.detail}`
+    }
+  }
+}

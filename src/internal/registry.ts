@@ -150,6 +150,21 @@ export class Registry {
     this.changed()
   }
 
+  /**
+   * Replaces the records whose key starts with `prefix` by `records`, placed right after the record `after`: the
+   * contexts of another thread, mirrored from that thread's registry (a threaded context's threads, listed under it).
+   * A mirrored record has no service here: looking it up answers `not-entered`.
+   */
+  mirror(prefix: string, after: string, records: ReadonlyArray<ContextRecord>): void {
+    const kept = [...this.records.values()].filter((r) => !r.key.startsWith(prefix))
+    const at = kept.findIndex((r) => r.key === after) + 1 || kept.length
+    kept.splice(at, 0, ...records.map((r) => ({ ...r, notes: [...r.notes] })))
+    this.records.clear()
+    for (const r of kept) this.records.set(r.key, r)
+    for (const key of [...this.services.keys()]) if (key.startsWith(prefix)) this.services.delete(key)
+    this.changed()
+  }
+
   /** A snapshot of every record, in registration order. */
   snapshot(): ReadonlyArray<ContextRecord> {
     return Array.from(this.records.values(), (r) => ({ ...r, notes: [...r.notes] }))
