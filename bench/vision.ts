@@ -1,243 +1,332 @@
 /**
- * The vision worker on the backend it picks (wasm on a machine without libtensorflow): time to ready and each
- * context's load and warm-up, read from the worker's own start-up report; the two models entered in parallel (the
- * example's deployment) against one after the other (movenet dependsOn centernet); and detect latency in process
- * (`worker.call`, `worker.invoke`) against over HTTP (the typed `WorkerClient` against `Worker.serveEffect` on
- * loopback, same process, same worker, same image).
+ * The vision worker with its models in threads (wasm backend, or whichever it picks), against the issue's targets,
+ * every ratio measured in this one run:
  *
- *   npx tsx bench/vision.ts [startups=6] [calls=21]
+ * 1. start-up: a pool of 2 threads against 1 (time to ready, benchmark off; each thread loads its own models);
+ *    target: 2 threads <= 1.3x one thread's;
+ * 2. throughput: `calls` detects, 8 in flight, through pools of 1 and 2 threads; target: 2 threads >= 1.6x one;
+ * 3. the pool's own cost: sequential detects, round trip through the pool against the time the handler took inside
+ *    its thread; target <= 1.1x;
+ * 4. the wasm backend's own multithreading (threaded SIMD build, 2 XNNPACK threads in one pool thread; see
+ *    wasm-threads.ts for what it takes in Node) against 2 pool threads, same load;
+ * 5. responsiveness: `GET /health` latency while 8 detects are in flight over HTTP, from another process, against a
+ *    worker that runs `detect` on its own thread (the layout before threads); target: p99 <= 50 ms.
  *
- * Writes bench/results/vision.json and prints tables. Start-ups alternate between the layouts, and the three detect
- * paths alternate call by call, so that none gets the warmer process; the first of each series is reported apart from
- * the median and p90 because it pays for JIT warm-up.
+ *   npx tsx bench/vision.ts [startups=3] [calls=16]
+ *
+ * The machine may be shared: every figure is printed with the 1-minute load average when it was taken. Writes
+ * bench/results/vision.json.
  */
-import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect } from "effect"
+import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import {
-  app,
-  Centernet,
-  CenternetLive,
-  centernetPath,
-  detect,
-  Movenet,
-  movenetPath,
-  pose,
-  sampleBytes
-} from "../examples/vision-worker/app.js"
-import { Deployment, Worker, WorkerClient } from "../src/index.js"
-import { Tfjs, Vision } from "../src/tfjs/index.js"
-import { figureJpeg } from "../test/fixtures/tfjs.js"
+import { Worker, WorkerContext } from "../src/index.js"
+import { makeVisionWorker, sampleBytes, VisionThreads } from "../examples/vision-worker/app.js"
+import { Detect } from "../examples/vision-worker/protocol.js"
 
-const startups = Number(process.argv[2] ?? 6)
-const calls = Number(process.argv[3] ?? 21)
+const startups = Number(process.argv[2] ?? 3)
+const calls = Number(process.argv[3] ?? 16)
+const inFlight = 8
 
-const round = (ms: number): number => Math.round(ms * 10) / 10
+const round = (n: number, digits = 1): number => Math.round(n * 10 ** digits) / 10 ** digits
+const load = (): number => round(os.loadavg()[0]!, 2)
+const median = (xs: ReadonlyArray<number>): number => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length === 0 ? Number.NaN : (s[(s.length - 1) >> 1]! + s[s.length >> 1]!) / 2
+}
+const percentile = (xs: ReadonlyArray<number>, p: number): number => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] ?? Number.NaN
+}
 
-interface Series {
+interface Row {
   readonly measure: string
-  readonly runs: number
-  readonly firstMs: number
-  readonly medianMs: number
-  readonly p90Ms: number
-  readonly minMs: number
-  readonly maxMs: number
+  readonly value: number
+  readonly unit: string
+  readonly load1: number
+}
+const rows: Array<Row> = []
+const record = (measure: string, value: number, unit: string): number => {
+  const row = { measure, value: round(value, unit === "x" ? 3 : 1), unit, load1: load() }
+  rows.push(row)
+  console.log(`  ${measure}: ${row.value} ${unit}  (load ${row.load1})`)
+  return value
 }
 
-const series = (measure: string, times: ReadonlyArray<number>): Series => {
-  const rest = times.length > 1 ? times.slice(1) : times
-  const sorted = [...rest].sort((a, b) => a - b)
-  return {
-    measure,
-    runs: times.length,
-    firstMs: round(times[0] ?? Number.NaN),
-    medianMs: round(sorted[Math.floor(sorted.length / 2)] ?? Number.NaN),
-    p90Ms: round(sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.9))] ?? Number.NaN),
-    minMs: round(sorted[0] ?? Number.NaN),
-    maxMs: round(sorted[sorted.length - 1] ?? Number.NaN)
-  }
-}
-
-const timed = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<number, E, R> =>
-  Effect.suspend(() => {
-    const start = performance.now()
-    return Effect.as(effect, undefined).pipe(Effect.map(() => performance.now() - start))
-  })
-
-// The same models, movenet made to wait for centernet: the two layouts differ only in that edge
-const MovenetAfterCenternet = Tfjs.graphModel(Movenet, { path: movenetPath, warmup: 1, dependsOn: [Centernet] })
-const sequential = Deployment.make("vision-sequential", {
-  contexts: [Tfjs.backend, CenternetLive, MovenetAfterCenternet],
-  remotes: [detect, pose]
-})
-// Without warm-up, entering is reading files and uploading weights: what parallel entering can overlap
-const CenternetCold = Tfjs.graphModel(Centernet, { path: centernetPath })
-const layouts = {
-  "parallel, warm-up 1": app,
-  "sequential, warm-up 1": sequential,
-  "parallel, no warm-up": Deployment.make("vision-cold", {
-    contexts: [Tfjs.backend, CenternetCold, Tfjs.graphModel(Movenet, { path: movenetPath })],
-    remotes: [detect, pose]
-  }),
-  "sequential, no warm-up": Deployment.make("vision-cold-sequential", {
-    contexts: [Tfjs.backend, CenternetCold, Tfjs.graphModel(Movenet, { path: movenetPath, dependsOn: [Centernet] })],
-    remotes: [detect, pose]
-  })
-} as const
-
-const noteMillis = (notes: ReadonlyArray<string>, what: RegExp): number | undefined => {
-  const match = notes.join("; ").match(what)
-  return match?.[1] === undefined ? undefined : Number(match[1])
-}
-
-/** One start-up without the benchmark, read from the worker's report, then a shutdown. */
-const startOnce = (deployment: Deployment.Deployment<any, any, any>) =>
+/** A vision worker with `threads` threads (benchmark off), for the duration of `use`. */
+const withWorker = <A, E>(
+  options: Parameters<typeof makeVisionWorker>[0],
+  use: (
+    worker: Worker.Worker<any, any>,
+    vision: ReturnType<typeof makeVisionWorker>,
+    readyMs: number
+  ) => Effect.Effect<A, E>
+) =>
   Effect.scoped(
     Effect.gen(function* () {
-      const worker = yield* Worker.make(deployment, { benchmark: false })
-      const report = yield* worker.report
-      const contexts = Object.fromEntries(report.contexts.map((c) => [c.key, c]))
-      const model = (key: string) => {
-        const c = contexts[key]!
-        return {
-          enterMs: c.enterMillis ?? Number.NaN,
-          startedMs: (c.enterStartedAt ?? Number.NaN) - report.startedAt,
-          loadMs: noteMillis(c.notes, /loaded in (\d+) ms/) ?? Number.NaN,
-          warmupMs: noteMillis(c.notes, /warm-up \([^)]*\) in (\d+) ms/) ?? 0
-        }
-      }
-      return {
-        readyMs: (report.readyAt ?? Number.NaN) - report.startedAt,
-        backendMs: contexts[Tfjs.Backend.key]?.enterMillis ?? Number.NaN,
-        backendNote: contexts[Tfjs.Backend.key]?.notes.join("; ") ?? "",
-        centernet: model("Centernet"),
-        movenet: model("Movenet")
-      }
+      const vision = makeVisionWorker(options)
+      const t0 = performance.now()
+      const worker = yield* Worker.make(vision.app, { benchmark: false })
+      const readyMs = performance.now() - t0
+      return yield* use(worker, vision, readyMs)
     })
   )
 
-const program = Effect.gen(function* () {
-  const startup: Array<Series> = []
-  const runs: Record<string, Array<Effect.Effect.Success<ReturnType<typeof startOnce>>>> = {}
-  for (let i = 0; i < startups; i++) {
-    for (const [name, deployment] of Object.entries(layouts)) {
-      ;(runs[name] ??= []).push(yield* startOnce(deployment))
-    }
-  }
-  let backendNote = ""
-  for (const [name, rs] of Object.entries(runs)) {
-    backendNote = rs[0]?.backendNote ?? backendNote
-    startup.push(
-      series(
-        `${name}: ready (start-up, no benchmark)`,
-        rs.map((r) => r.readyMs)
-      )
-    )
-    startup.push(
-      series(
-        `${name}: backend enter`,
-        rs.map((r) => r.backendMs)
-      )
-    )
-    for (const key of ["centernet", "movenet"] as const) {
-      startup.push(
-        series(
-          `${name}: ${key} enter`,
-          rs.map((r) => r[key].enterMs)
-        )
-      )
-      startup.push(
-        series(
-          `${name}: ${key} starts entering at`,
-          rs.map((r) => r[key].startedMs)
-        )
-      )
-      startup.push(
-        series(
-          `${name}: ${key} load`,
-          rs.map((r) => r[key].loadMs)
-        )
-      )
-      if (name.includes("warm-up"))
-        startup.push(
-          series(
-            `${name}: ${key} warm-up`,
-            rs.map((r) => r[key].warmupMs)
-          )
-        )
-    }
-  }
+/** `n` detects on the sample photo with `concurrency` in flight; milliseconds from first to last. */
+const detects = (worker: Worker.Worker<any, any>, vision: ReturnType<typeof makeVisionWorker>, n: number) =>
+  Effect.suspend(() => {
+    const t0 = performance.now()
+    return Effect.forEach(Array.from({ length: n }), () => worker.call(vision.detect, { image: sampleBytes() }), {
+      concurrency: inFlight,
+      discard: true
+    }).pipe(Effect.map(() => performance.now() - t0))
+  })
 
-  // Latency in process and over HTTP, on one worker started as the example starts (with its benchmark) and served on
-  // loopback: the three paths reach the same contexts, so their difference is the path
-  const latency: Array<Series> = []
-  const benchmark = yield* Effect.scoped(
+const startup = Effect.gen(function* () {
+  console.log(`\n1. start-up, ${startups} times each, alternating (benchmark off)`)
+  const ready: Record<1 | 2, Array<number>> = { 1: [], 2: [] }
+  let perThread: Array<string> = []
+  for (let i = 0; i < startups; i++) {
+    for (const threads of [1, 2] as const) {
+      const readyMs = yield* withWorker({ threads }, (worker, _, readyMs) =>
+        Effect.map(worker.report, (report) => {
+          perThread = report.contexts.map(
+            (c) => `${c.key} ${c.enterMillis ?? "-"} ms${c.notes.length > 0 ? ` [${c.notes.join("; ")}]` : ""}`
+          )
+          return readyMs
+        })
+      )
+      ready[threads].push(readyMs)
+      console.log(`  ${threads} thread${threads === 1 ? "" : "s"}: ready in ${round(readyMs)} ms (load ${load()})`)
+    }
+  }
+  console.log(`  last 2-thread start-up, per context:\n    ${perThread.join("\n    ")}`)
+  const one = record("start-up, 1 thread (median)", median(ready[1]), "ms")
+  const two = record("start-up, 2 threads (median)", median(ready[2]), "ms")
+  return { one, two, ratio: record("start-up 2 threads / 1 thread", two / one, "x"), perThread }
+})
+
+const throughput = Effect.gen(function* () {
+  console.log(`\n2. throughput: ${calls} detects, ${inFlight} in flight; 3. the pool's cost per call`)
+  const perSecond: Record<1 | 2, Array<number>> = { 1: [], 2: [] }
+  let overhead = { roundTripMs: Number.NaN, handlerMs: Number.NaN, callMs: Number.NaN }
+  for (let rep = 0; rep < 2; rep++) {
+    for (const threads of [1, 2] as const) {
+      yield* withWorker({ threads }, (worker, vision) =>
+        Effect.gen(function* () {
+          yield* detects(worker, vision, threads) // first inference of each thread after warm-up
+          const ms = yield* detects(worker, vision, calls)
+          perSecond[threads].push((calls * 1000) / ms)
+          console.log(`  ${threads} thread(s): ${round((calls * 1000) / ms, 2)} detects/s (load ${load()})`)
+          if (threads === 1 && rep === 0) {
+            // Sequential calls, one thread: the round trip through the pool against the handler's own time
+            const pool = yield* WorkerContext.get(VisionThreads)
+            const before = yield* pool.stats
+            const n = 8
+            for (let i = 0; i < n; i++) yield* pool.execute(new Detect({ image: sampleBytes() }))
+            const after = yield* pool.stats
+            const t0 = performance.now()
+            for (let i = 0; i < n; i++) yield* worker.call(vision.detect, { image: sampleBytes() })
+            overhead = {
+              roundTripMs: (after.roundTripMillis - before.roundTripMillis) / n,
+              handlerMs: (after.handlerMillis - before.handlerMillis) / n,
+              callMs: (performance.now() - t0) / n
+            }
+          }
+        })
+      )
+    }
+  }
+  const one = record("throughput, 1 thread (best of 2)", Math.max(...perSecond[1]), "detects/s")
+  const two = record("throughput, 2 threads (best of 2)", Math.max(...perSecond[2]), "detects/s")
+  const ratio = record("throughput 2 threads / 1 thread", two / one, "x")
+  record("detect inside the thread (handler: decode, infer, post-process)", overhead.handlerMs, "ms")
+  record("detect through the pool (pool.execute round trip)", overhead.roundTripMs, "ms")
+  record("detect through the worker (worker.call: + payload decode, admission)", overhead.callMs, "ms")
+  const poolRatio = record("pool round trip / inside the thread", overhead.roundTripMs / overhead.handlerMs, "x")
+  const callRatio = record("worker.call / inside the thread", overhead.callMs / overhead.handlerMs, "x")
+  return { one, two, ratio, overhead, poolRatio, callRatio }
+})
+
+const wasmThreads = Effect.gen(function* () {
+  console.log(`\n4. the wasm backend's own threads (threaded SIMD, 2 XNNPACK threads in 1 pool thread)`)
+  const module = new URL("./vision-thread-wasm-threads.js", import.meta.url)
+  return yield* withWorker({ threads: 1, module, data: { wasmThreads: 2 } }, (worker, vision, readyMs) =>
     Effect.gen(function* () {
-      const t0 = performance.now()
-      const served = yield* Worker.serveEffect(app, { port: 0, host: "127.0.0.1", handleSignals: false })
-      const worker = served.worker
-      yield* worker.awaitReady
-      const readyWithBenchmarkMs = performance.now() - t0
-      const client = yield* WorkerClient.make(app, { url: served.url })
-      const image = sampleBytes()
-      const figure = figureJpeg()
-      const repeat = (n: number, effect: Effect.Effect<unknown, unknown>) =>
-        Effect.forEach(Array.from({ length: n }), () => timed(effect))
-      const decodes = yield* repeat(Math.min(calls, 5), Vision.decodeImage(image))
-      latency.push(series("decode samples.jpg 1280x1158 (jpeg-js)", decodes))
-      const paths: Record<"call" | "invoke" | "http", Effect.Effect<unknown, unknown>> = {
-        call: worker.call(detect, { image }),
-        invoke: worker.invoke("detect", { image }),
-        http: client.detect({ image })
-      }
-      const times: Record<keyof typeof paths, Array<number>> = { call: [], invoke: [], http: [] }
-      for (let i = 0; i < calls; i++) {
-        for (const [name, effect] of Object.entries(paths)) times[name as keyof typeof paths].push(yield* timed(effect))
-      }
-      const detectCall = series("detect samples.jpg: worker.call (decode + infer)", times.call)
-      const detectInvoke = series("detect samples.jpg: worker.invoke (+ payload decode, result encode)", times.invoke)
-      const detectHttp = series("detect samples.jpg: WorkerClient over HTTP (+ base64, JSON, loopback)", times.http)
-      latency.push(detectCall, detectInvoke, detectHttp)
-      const poses = yield* repeat(calls * 2, worker.call(pose, { image: figure }))
-      latency.push(series("pose 160x158 JPEG: worker.call", poses))
-      const detections = yield* client.detect({ image, minScore: 0.2, maxResults: 20 })
-      const people = detections.filter((d) => d.label === "person").length
       const report = yield* worker.report
+      const note = report.contexts.find((c) => c.key.endsWith("/WasmThreads"))?.notes.join("; ") ?? "?"
+      console.log(`  ready in ${round(readyMs)} ms; ${note}`)
+      yield* detects(worker, vision, 1)
+      const single: Array<number> = []
+      for (let i = 0; i < 6; i++) single.push(yield* detects(worker, vision, 1))
+      const ms = yield* detects(worker, vision, calls)
       return {
-        readyWithBenchmarkMs: round(readyWithBenchmarkMs),
-        score: report.benchmark?.score,
-        people,
-        httpVsInProcess: {
-          medianRatio: Math.round((detectHttp.medianMs / detectCall.medianMs) * 1000) / 1000,
-          p90Ratio: Math.round((detectHttp.p90Ms / detectCall.p90Ms) * 1000) / 1000,
-          medianOverheadMs: round(detectHttp.medianMs - detectCall.medianMs)
-        }
+        note,
+        latencyMs: record("wasm threads x2: one detect at a time (median)", median(single), "ms"),
+        perSecond: record("wasm threads x2: throughput", (calls * 1000) / ms, "detects/s")
       }
     })
-  ).pipe(Effect.provide(FetchHttpClient.layer))
+  ).pipe(
+    Effect.catchAllCause((cause) =>
+      Effect.sync(() => {
+        console.log(`  the wasm backend's threads did not start: ${cause}`)
+        return undefined
+      })
+    )
+  )
+})
+
+/** Serve a layout in a child process; resolves with its URL and a function that stops it. */
+const serveChild = (layout: "threads" | "main-thread", env: Record<string, string>) =>
+  Effect.acquireRelease(
+    Effect.async<{ url: string; stop: () => Promise<void> }, Error>((resume) => {
+      const child = spawn(process.execPath, ["--import", "tsx", "bench/vision-serve.ts", layout], {
+        cwd: path.join(import.meta.dirname, ".."),
+        env: { ...process.env, ...env },
+        stdio: ["ignore", "pipe", "pipe"]
+      })
+      let output = ""
+      const exited = new Promise<void>((done) => child.on("exit", () => done()))
+      const stop = async () => {
+        child.kill("SIGTERM")
+        await exited
+      }
+      const onData = (chunk: Buffer) => {
+        output += chunk.toString()
+        const match = /^listening (\S+)$/m.exec(output)
+        if (match !== null) resume(Effect.succeed({ url: match[1]!, stop }))
+      }
+      child.stdout.on("data", onData)
+      child.stderr.on("data", onData)
+      child.on("exit", (code) =>
+        resume(Effect.fail(new Error(`${layout} exited (${code}) before serving:\n${output}`)))
+      )
+    }),
+    ({ stop }) => Effect.promise(stop)
+  )
+
+/** 8 clients each sending `rounds` detects back to back, while another polls /health: its latencies. */
+const healthUnderLoad = (url: string, rounds: number) =>
+  Effect.promise(async () => {
+    const body = JSON.stringify({
+      payload: { kwargs: { image: { type: "bytes", contents: Buffer.from(sampleBytes()).toString("base64") } } }
+    })
+    const detect = async () => {
+      const response = await fetch(`${url}/remote/detect`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body
+      })
+      if (response.status !== 200) throw new Error(`detect answered ${response.status}: ${await response.text()}`)
+      await response.arrayBuffer()
+    }
+    await detect() // warm
+    let done = false
+    const health: Array<number> = []
+    const poll = (async () => {
+      while (!done) {
+        const t0 = performance.now()
+        const response = await fetch(`${url}/health`)
+        await response.arrayBuffer()
+        health.push(performance.now() - t0)
+        await new Promise((r) => setTimeout(r, 20))
+      }
+    })()
+    const t0 = performance.now()
+    await Promise.all(
+      Array.from({ length: inFlight }, async () => {
+        for (let i = 0; i < rounds; i++) await detect()
+      })
+    )
+    const ms = performance.now() - t0
+    done = true
+    await poll
+    return { health, detectsPerSecond: (inFlight * rounds * 1000) / ms }
+  })
+
+const responsiveness = Effect.gen(function* () {
+  console.log(`\n5. GET /health while ${inFlight} detects are in flight over HTTP (client in this process)`)
+  const out: Record<string, { p50: number; p99: number; max: number; samples: number; detectsPerSecond: number }> = {}
+  for (const [layout, env] of [
+    ["main-thread", {}],
+    ["threads", { WORKER_THREADS: "2" }]
+  ] as const) {
+    const result = yield* Effect.scoped(
+      Effect.flatMap(serveChild(layout, env), ({ url }) => healthUnderLoad(url, Math.max(2, calls / inFlight)))
+    )
+    const name = layout === "threads" ? "2 threads" : "detect on the worker's own thread"
+    out[layout] = {
+      p50: record(`/health p50, ${name}`, percentile(result.health, 50), "ms"),
+      p99: record(`/health p99, ${name}`, percentile(result.health, 99), "ms"),
+      max: record(`/health max, ${name}`, Math.max(...result.health), "ms"),
+      samples: result.health.length,
+      detectsPerSecond: record(`detects over HTTP, ${name}`, result.detectsPerSecond, "detects/s")
+    }
+  }
+  return out
+})
+
+const program = Effect.gen(function* () {
+  console.log(`vision bench: ${os.cpus().length} cores (${os.cpus()[0]?.model}), node ${process.version}`)
+  console.log(
+    `load average at start: ${os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" ")}`
+  )
+  const start = yield* startup
+  const through = yield* throughput
+  const wasm = yield* wasmThreads
+  const http = yield* responsiveness
+
+  const targets = [
+    { target: "/health p99 <= 50 ms during 8 detects", value: http["threads"]!.p99, met: http["threads"]!.p99 <= 50 },
+    { target: "throughput 2 threads >= 1.6x 1 thread", value: round(through.ratio, 3), met: through.ratio >= 1.6 },
+    { target: "start-up 2 threads <= 1.3x 1 thread", value: round(start.ratio, 3), met: start.ratio <= 1.3 },
+    {
+      target: "detect through the pool <= 1.1x inside the thread",
+      value: round(through.poolRatio, 3),
+      met: through.poolRatio <= 1.1
+    }
+  ]
+  const wasmVerdict =
+    wasm === undefined
+      ? "wasm backend threads unavailable"
+      : wasm.perSecond > through.two
+        ? `wasm's own threads give more throughput (${round(wasm.perSecond, 2)} vs ${round(through.two, 2)} detects/s)`
+        : `2 pool threads give more throughput (${round(through.two, 2)} vs ${round(wasm.perSecond, 2)} detects/s with wasm's own 2 threads)`
+  console.log(
+    `\ntargets (load average now ${os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" ")}):`
+  )
+  console.table(targets)
+  console.log(wasmVerdict)
 
   const result = {
     date: new Date().toISOString(),
     node: process.version,
     cpus: os.cpus().length,
     cpuModel: os.cpus()[0]?.model,
-    backend: backendNote,
+    loadAverageAtEnd: os.loadavg(),
     startups,
     calls,
-    example: benchmark,
-    startup,
-    latency
+    inFlight,
+    targets,
+    wasmVerdict,
+    startup: start,
+    throughput: through,
+    wasmThreads: wasm,
+    http,
+    rows
   }
   const out = path.join(import.meta.dirname, "results", "vision.json")
   fs.mkdirSync(path.dirname(out), { recursive: true })
   fs.writeFileSync(out, JSON.stringify(result, null, 2) + "\n")
-  console.log(`backend: ${backendNote}`)
-  console.table(startup)
-  console.table(latency)
-  console.log(benchmark)
   console.log(`written to ${path.relative(process.cwd(), out)}`)
 })
 

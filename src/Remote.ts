@@ -596,23 +596,27 @@ export const stream = <
   ) => Stream.Stream<Schema.Schema.Type<Element>, Schema.Schema.Type<Error>, R>
 ): StreamRemote<Name, Payload, Element, Error, R> => {
   checkName(name)
-  return {
-    [StreamSpecTypeId]: StreamSpecTypeId,
-    [StreamTypeId]: StreamTypeId,
-    kind: "stream",
+  return withConcurrency(
     name,
-    payload: options.payload,
-    element: options.element,
-    error: (options.error ?? Schema.Never) as Error,
-    benchmark: options.benchmark,
-    concurrency: positiveInt(name, "concurrency", options.concurrency, 1),
-    maxQueue: options.maxQueue === 0 ? 0 : positiveInt(name, "maxQueue", options.maxQueue, 1000),
-    timeout: options.timeout,
-    maxQueueTime: options.maxQueueTime,
-    fields: Object.keys(options.payload.fields),
-    anyKeyword: options.payload.records.length > 0,
-    handler
-  }
+    {
+      [StreamSpecTypeId]: StreamSpecTypeId,
+      [StreamTypeId]: StreamTypeId,
+      kind: "stream" as const,
+      name,
+      payload: options.payload,
+      element: options.element,
+      error: (options.error ?? Schema.Never) as Error,
+      benchmark: options.benchmark,
+      concurrency: 1,
+      maxQueue: options.maxQueue === 0 ? 0 : positiveInt(name, "maxQueue", options.maxQueue, 1000),
+      timeout: options.timeout,
+      maxQueueTime: options.maxQueueTime,
+      fields: Object.keys(options.payload.fields),
+      anyKeyword: options.payload.records.length > 0,
+      handler
+    },
+    options.concurrency
+  )
 }
 
 /** Whether a value is a stream remote made by {@link stream}. */

@@ -19,6 +19,8 @@ import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as os from "node:os"
+import * as ThreadedContext from "../ThreadedContext.js"
 import * as WorkerContext from "../WorkerContext.js"
 import type { ContextTimeout } from "../WorkerError.js"
 import * as backendInternal from "./internal/backend.js"
@@ -75,8 +77,33 @@ export const backend: WorkerContext.WorkerContext<
   Backend,
   BackendUnavailable | PackageMissing | ConfigError.ConfigError | ContextTimeout
 > = WorkerContext.make(Backend, {
-  enter: Effect.map(contexts.enterBackend, ({ name, skipped, tf }): BackendService => ({ tf, name, skipped }))
+  enter: Effect.map(contexts.enterBackend, ({ name, skipped, tf }): BackendService => ({ tf, name, skipped })),
+  // Exited after every model (they depend on it): what is left then was leaked by a call or a context
+  exit: ({ tf }) => WorkerContext.annotate(contexts.describeMemory(tf))
 })
+
+/**
+ * The thread count of a threaded context running TensorFlow.js models (`ThreadedContext.make`'s `threads`):
+ * `WORKER_THREADS` when set; else 1 when the backend will be `tensorflow` (`TFJS_BACKEND=tensorflow`, or
+ * `@tensorflow/tfjs-node(-gpu)` installed and `TFJS_BACKEND` unset), since native TensorFlow spreads each op over the
+ * cores (or the GPU) itself and replicas would only multiply its memory; else (wasm, cpu: one core per inference) the
+ * number of cores.
+ *
+ * @example
+ * ```ts
+ * const VisionThreadsLive = ThreadedContext.make(VisionThreads, {
+ *   module: new URL("./thread.js", import.meta.url),
+ *   threads: Tfjs.defaultThreads
+ * })
+ * ```
+ */
+export const defaultThreads = (): number =>
+  ThreadedContext.threadsFromEnv(() => {
+    const demanded = process.env["TFJS_BACKEND"]?.trim()
+    const native =
+      demanded === undefined || demanded === "" ? backendInternal.nativeInstalled() : demanded === "tensorflow"
+    return native ? 1 : os.availableParallelism()
+  })
 
 /**
  * How a model context warms its model up inside `enter` (the first inference is several times slower than the next):

@@ -53,6 +53,22 @@ const core = "@tensorflow/tfjs-core"
 const wasmPackage = "@tensorflow/tfjs-backend-wasm"
 const cpuPackage = "@tensorflow/tfjs-backend-cpu"
 
+/**
+ * Whether a native package is installed (resolvable, not loaded: loading the GPU build takes seconds and needs CUDA).
+ * What the default thread count goes by, before any thread has chosen its backend.
+ */
+export const nativeInstalled = (): boolean => {
+  const require = createRequire(import.meta.url)
+  return nativePackages.some((specifier) => {
+    try {
+      require.resolve(specifier)
+      return true
+    } catch {
+      return false
+    }
+  })
+}
+
 const messageOf = (u: unknown): string => {
   // A package that is not installed is the usual reason, and its name says all of it
   const missing = missingPackage(u)

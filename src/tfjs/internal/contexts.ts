@@ -40,6 +40,12 @@ export const enterBackend: Effect.Effect<
   return selected
 })
 
+/** The engine's tensor count and bytes, as the backend's exit notes them ("0 tensors (0 bytes) left at exit"). */
+export const describeMemory = (tf: Tf): string => {
+  const { numBytes, numTensors } = tf.memory()
+  return `${numTensors} tensor${numTensors === 1 ? "" : "s"} (${numBytes} bytes) left at exit`
+}
+
 /**
  * How to warm a model up: a number of runs on zero inputs shaped like the model's inputs (unknown dimensions, such
  * as the batch, taken as 1), or a function run inside `tf.tidy` (every tensor it makes is disposed).
