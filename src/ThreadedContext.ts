@@ -53,7 +53,7 @@ import type * as Remote from "./Remote.js"
 import * as WorkerContext from "./WorkerContext.js"
 import { type ContextTimeout, ThreadFailed } from "./WorkerError.js"
 import { exitKindOf, type PoolStats, ThreadPool } from "./internal/threadPool.js"
-import { currentThread, makeRunner, type RunnerDef, type ThreadInfo } from "./internal/threadRunner.js"
+import { currentThread, isDetached, makeRunner, type RunnerDef, type ThreadInfo } from "./internal/threadRunner.js"
 
 /** What a thread knows about itself: see {@link thread}. */
 export type { ThreadInfo }
@@ -338,6 +338,7 @@ export const runner = <
  * A `Uint8Array` field that moves to the other thread instead of being copied: its buffer goes in the message's
  * transfer list, and the sender's array is empty afterwards. An array that is a view on part of a larger buffer (a
  * `subarray`, a pooled `Buffer`) is copied first and the copy is moved, so that the rest of that buffer stays usable.
+ * Sending the same array twice fails the second call (a defect naming the problem): give each call its own copy.
  * Outside a thread message it is `Schema.Uint8ArrayFromSelf`.
  *
  * @example
@@ -355,13 +356,26 @@ export const Bytes: Schema.Schema<Uint8Array> = Schema.transformOrFail(
   {
     strict: true,
     decode: (bytes) => ParseResult.succeed(bytes),
-    encode: (bytes) =>
-      Effect.map(Effect.serviceOption(Transferable.Collector), (collector) => {
-        if (Option.isNone(collector) || !(bytes.buffer instanceof ArrayBuffer)) return bytes
+    encode: (bytes, _, ast) =>
+      Effect.flatMap(Effect.serviceOption(Transferable.Collector), (collector) => {
+        if (Option.isNone(collector) || !(bytes.buffer instanceof ArrayBuffer)) return ParseResult.succeed(bytes)
+        if (bytes.byteLength === 0) {
+          // Empty: nothing worth moving. Detached (moved by an earlier call): say so, rather than send nothing
+          return isDetached(bytes.buffer)
+            ? ParseResult.fail(
+                new ParseResult.Type(
+                  ast,
+                  bytes,
+                  "these bytes were already moved to another thread by an earlier call: pass each call its own " +
+                    "copy (bytes.slice())"
+                )
+              )
+            : ParseResult.succeed(new Uint8Array(0))
+        }
         const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
         const owned = whole ? bytes : bytes.slice()
         collector.value.unsafeAddAll([owned.buffer as ArrayBuffer])
-        return owned
+        return ParseResult.succeed(owned)
       })
   }
 ).annotations({ identifier: "ThreadedContext.Bytes" })

@@ -117,8 +117,14 @@ describe("ThreadedContext", () => {
       const echoed = yield* pool.execute(new Echo({ text: "hi", bytes }))
       expect(echoed).toMatchObject({ text: "HI", thread: 1, received: 4 })
       expect([...echoed.bytes]).toEqual([4, 3, 2, 1])
-      // Moved, not copied: the caller's array is empty now
+      // Moved, not copied: the caller's array is empty now, and sending it again says so (instead of sending nothing)
       expect(bytes.byteLength).toBe(0)
+      const again = yield* Effect.exit(pool.execute(new Echo({ text: "again", bytes })))
+      expect(Exit.isFailure(again) && String(Cause.squash(again.cause))).toContain(
+        "these bytes were already moved to another thread by an earlier call"
+      )
+      // An empty array is not a moved one
+      expect((yield* pool.execute(new Echo({ text: "empty", bytes: new Uint8Array(0) }))).received).toBe(0)
       // A view on part of a larger buffer is copied first: the rest of that buffer stays usable
       const whole = new Uint8Array([9, 8, 7, 6, 5])
       const part = yield* pool.execute(new Echo({ text: "part", bytes: whole.subarray(1, 3) }))
@@ -133,7 +139,7 @@ describe("ThreadedContext", () => {
       expect(Exit.isFailure(died) && String(Cause.squash(died.cause))).toContain("boom in the thread")
       // The thread goes on serving
       expect((yield* pool.execute(new Echo({ text: "again", bytes: new Uint8Array(1) }))).text).toBe("AGAIN")
-      expect((yield* pool.stats).calls).toBe(5)
+      expect((yield* pool.stats).calls).toBe(6)
     })
   )
 

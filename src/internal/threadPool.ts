@@ -28,7 +28,7 @@ import { type TransferListItem, Worker as NodeWorker } from "node:worker_threads
 import { ThreadFailed } from "../WorkerError.js"
 import type { ContextRecord, Registry } from "./registry.js"
 import type { ExitKind, FromThread, ThreadData, ToThread } from "./threadProtocol.js"
-import { uniqueTransfers } from "./threadRunner.js"
+import { transferProblem, uniqueTransfers } from "./threadRunner.js"
 
 /** How a pool is set up (resolved from `ThreadedContext.make`'s options when the context enters). */
 export interface PoolConfig {
@@ -518,14 +518,17 @@ export class ThreadPool {
             new Error(`request "${tag}" does not encode: ${ParseResult.TreeFormatter.formatErrorSync(encoded.left)}`)
           )
         }
+        const transfers = uniqueTransfers(collector.unsafeRead() as Array<TransferListItem>)
+        const problem = transferProblem(transfers)
+        if (problem !== undefined) {
+          this.release(thread)
+          return yield* Effect.die(new Error(`request "${tag}" cannot be sent: ${problem}`))
+        }
         const call: InFlight = { id: this.nextCallId++, tag, answer: Deferred.unsafeMake(FiberId.none) }
         thread.call = call
         const sent = performance.now()
         try {
-          thread.post(
-            { _tag: "Call", id: call.id, request: encoded.right },
-            uniqueTransfers(collector.unsafeRead() as Array<TransferListItem>)
-          )
+          thread.post({ _tag: "Call", id: call.id, request: encoded.right }, transfers)
         } catch (u) {
           thread.call = undefined
           this.release(thread)

@@ -98,6 +98,26 @@ const exitOf = (kind: ExitKind): Exit.Exit<unknown, unknown> => {
 export const uniqueTransfers = (transfers: ReadonlyArray<TransferListItem>): ReadonlyArray<TransferListItem> =>
   transfers.length < 2 ? transfers : [...new Set(transfers)]
 
+/** Whether a buffer was already moved to another thread (Node 20 has no `ArrayBuffer.prototype.detached`). */
+export const isDetached = (buffer: ArrayBuffer): boolean => {
+  if (buffer.byteLength !== 0) return false
+  try {
+    structuredClone(buffer)
+    return false
+  } catch {
+    return true
+  }
+}
+
+/**
+ * Why a transfer list cannot be sent, if it cannot: Node drops a message, without a word, whose transfer list holds a
+ * buffer that is already detached, and the call waiting for it would wait forever.
+ */
+export const transferProblem = (transfers: ReadonlyArray<TransferListItem>): string | undefined =>
+  transfers.some((t) => t instanceof ArrayBuffer && isDetached(t))
+    ? "a buffer in it was already moved to another thread (pass each call its own copy: bytes.slice())"
+    : undefined
+
 /** An `Exit` that only dies with `message`: what is sent when the real one cannot be encoded. */
 const encodeDefect = (message: string): unknown =>
   Schema.encodeSync(Schema.Exit({ success: Schema.Never, failure: Schema.Never, defect: Schema.Defect }))(
@@ -175,11 +195,17 @@ export const serve = (runner: RunnerDef, port: Port, info: ThreadData): Effect.E
             ParseResult.ParseError
           >
           const result = yield* serialized.pipe(Effect.provideService(Transferable.Collector, collector), Effect.either)
-          if (Either.isRight(result)) {
-            post(
-              { _tag: "Result", id, exit: result.right, handlerMicros },
-              uniqueTransfers(collector.unsafeRead() as Array<TransferListItem>)
-            )
+          const transfers = uniqueTransfers(collector.unsafeRead() as Array<TransferListItem>)
+          const problem = transferProblem(transfers)
+          if (Either.isRight(result) && problem === undefined) {
+            post({ _tag: "Result", id, exit: result.right, handlerMicros }, transfers)
+          } else if (Either.isRight(result)) {
+            post({
+              _tag: "Result",
+              id,
+              exit: encodeDefect(`the result of "${request._tag}" cannot be sent: ${problem}`),
+              handlerMicros
+            })
           } else {
             const detail = ParseResult.TreeFormatter.formatErrorSync(result.left)
             yield* Effect.logError(`Thread ${info.thread}: the result of "${request._tag}" does not encode: ${detail}`)
