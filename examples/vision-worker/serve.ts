@@ -1,10 +1,12 @@
 /**
- * `npm start`: the vision worker served over HTTP. The backend is chosen, CenterNet and MoveNet load in parallel, the
- * benchmark runs, and a ready line gives the URL and a curl command that detects the people in human's sample photo.
- * It serves until SIGINT (Ctrl-C) or SIGTERM, then drains, exits every context and prints the final report.
+ * `npm start`: the vision worker served over HTTP. Its threads start together; in each, the backend is chosen, then
+ * CenterNet and MoveNet load in parallel; the benchmark runs (one call per thread at once), and a ready line gives the
+ * URL and a curl command that detects the people in human's sample photo. It serves until SIGINT (Ctrl-C) or SIGTERM,
+ * then drains, exits every thread's contexts, ends the threads and prints the final report.
  *
  *   npm start                            # port 8000 (WORKER_PORT), every interface (WORKER_HOST)
  *   WORKER_PORT=0 npm start              # a free port
+ *   WORKER_THREADS=4 npm start           # threads (default: the cores on wasm and cpu, 1 on native TensorFlow)
  *   TFJS_BACKEND=cpu npm start           # demand a backend (tensorflow, wasm or cpu)
  *
  * The other `Worker.serve` settings (auth, timeouts, body size) are read from the environment as well.
@@ -14,7 +16,7 @@ import { Console, Effect } from "effect"
 import { Worker } from "effect-deployments"
 import * as path from "node:path"
 import { pathToFileURL } from "node:url"
-import { app, samplePath } from "./app.js"
+import { app, samplePath, VisionThreadsLive } from "./app.js"
 
 /** `s` as one shell word: as it is when that is safe, else single-quoted. */
 const shellWord = (s: string): string => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replaceAll("'", `'\\''`)}'`)
@@ -51,7 +53,8 @@ export const main = Effect.gen(function* () {
   const { worker } = served
   const url = localUrl(served)
   yield* Console.log(
-    `vision-worker: listening on ${served.url}; entering the backend, then the models in parallel, then the benchmark`
+    `vision-worker: listening on ${served.url}; starting ${VisionThreadsLive.threads()} threads, each entering its ` +
+      `backend, then its models in parallel; then the benchmark`
   )
   // A failed start-up ends the process (non-zero, through runMain) after printing what entered and what failed
   yield* worker.awaitReady.pipe(
