@@ -88,6 +88,7 @@ const detects = (worker: Worker.Worker<any, any>, vision: ReturnType<typeof make
 const startup = Effect.gen(function* () {
   console.log(`\n1. start-up, ${startups} times each, alternating (benchmark off)`)
   const ready: Record<1 | 2, Array<number>> = { 1: [], 2: [] }
+  const rss: Record<1 | 2, Array<number>> = { 1: [], 2: [] }
   let perThread: Array<string> = []
   for (let i = 0; i < startups; i++) {
     for (const threads of [1, 2] as const) {
@@ -96,6 +97,8 @@ const startup = Effect.gen(function* () {
           perThread = report.contexts.map(
             (c) => `${c.key} ${c.enterMillis ?? "-"} ms${c.notes.length > 0 ? ` [${c.notes.join("; ")}]` : ""}`
           )
+          // The threads' heaps and wasm memories are part of this process
+          rss[threads].push(process.memoryUsage().rss / 2 ** 20)
           return readyMs
         })
       )
@@ -106,7 +109,17 @@ const startup = Effect.gen(function* () {
   console.log(`  last 2-thread start-up, per context:\n    ${perThread.join("\n    ")}`)
   const one = record("start-up, 1 thread (median)", median(ready[1]), "ms")
   const two = record("start-up, 2 threads (median)", median(ready[2]), "ms")
-  return { one, two, ratio: record("start-up 2 threads / 1 thread", two / one, "x"), perThread }
+  const rssOne = record("process RSS when ready, 1 thread (median)", median(rss[1]), "MiB")
+  const rssTwo = record("process RSS when ready, 2 threads (median)", median(rss[2]), "MiB")
+  return {
+    one,
+    two,
+    ratio: record("start-up 2 threads / 1 thread", two / one, "x"),
+    rssOne,
+    rssTwo,
+    perThreadMiB: record("memory of one more thread (RSS difference)", rssTwo - rssOne, "MiB"),
+    perThread
+  }
 })
 
 const throughput = Effect.gen(function* () {

@@ -107,6 +107,7 @@ const byTag: Readonly<Record<string, string | ((error: Fields) => string)>> = {
   SessionNotFound: "KeyError",
   SessionGone: "RuntimeError",
   SessionRequired: "RuntimeError",
+  ThreadFailed: "RuntimeError",
   TlsConfigInvalid: (e) =>
     e["reason"] === "missing" ? "FileNotFoundError" : e["reason"] === "unreadable" ? "PermissionError" : "ValueError"
 }
