@@ -616,9 +616,4 @@ export class ThreadPool {
       roundTripMillis: this.roundTripMillis
     }
   }
-
-  /** Thread numbers and states, for the report and tests. */
-  get threadStates(): ReadonlyArray<{ readonly thread: number; readonly state: ThreadState }> {
-    return [...this.live].map((t) => ({ thread: t.number, state: t.state }))
-  }
 }
