@@ -18,7 +18,7 @@
  * bench/results/vision.json.
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { Effect } from "effect"
+import { Cause, Effect } from "effect"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -183,9 +183,11 @@ const wasmThreads = Effect.gen(function* () {
       }
     })
   ).pipe(
+    // It can hang for good while the pthreads start (seen once in two start-ups on this machine)
+    Effect.timeoutFail({ duration: "3 minutes", onTimeout: () => new Error("no answer within 3 minutes (hung)") }),
     Effect.catchAllCause((cause) =>
       Effect.sync(() => {
-        console.log(`  the wasm backend's threads did not start: ${cause}`)
+        console.log(`  the wasm backend's own threads failed: ${Cause.pretty(cause)}`)
         return undefined
       })
     )

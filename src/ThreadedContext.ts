@@ -127,7 +127,10 @@ export interface Options {
   readonly execArgv?: ReadonlyArray<string> | undefined
   /** Fail start-up (and roll back every thread) when entering takes longer. No default. */
   readonly enterTimeout?: Duration.DurationInput | undefined
-  /** Give up waiting for the threads' contexts to exit after this long, and end the threads. Default 30 seconds. */
+  /**
+   * Give up waiting for the threads' contexts to exit after this long, and end the threads (also when start-up is
+   * rolled back while a thread is still entering). Default 30 seconds.
+   */
   readonly exitTimeout?: Duration.DurationInput | undefined
   /** First wait before retrying a replacement thread that failed to enter (doubles up to 30 s). Default 1 second. */
   readonly replaceBackoff?: Duration.DurationInput | undefined
@@ -222,7 +225,8 @@ export const make = <I, Req extends Schema.TaggedRequest.All>(
         execArgv: options.execArgv ?? [],
         // Outside a worker (a layer built by hand) there is no report to mirror the threads' contexts into
         registry: registry === noWorker ? undefined : registry,
-        replaceBackoff: Duration.decode(options.replaceBackoff ?? "1 second")
+        replaceBackoff: Duration.decode(options.replaceBackoff ?? "1 second"),
+        exitTimeoutMillis: Duration.toMillis(Duration.decode(options.exitTimeout ?? "30 seconds"))
       })
       const where = path.relative(process.cwd(), fileURLToPath(module))
       yield* WorkerContext.annotate(`${count.right} thread${count.right === 1 ? "" : "s"} running ${where}`)

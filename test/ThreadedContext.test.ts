@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Transferable from "@effect/platform/Transferable"
-import { Cause, Context, Effect, Exit, Fiber, Schema, TestClock } from "effect"
+import { Cause, Context, Duration, Effect, Exit, Fiber, Schema, TestClock } from "effect"
 import { Deployment, Remote, ThreadedContext, Worker, WorkerContext } from "../src/index.js"
 import { CallTimeout, StartupFailed, ThreadFailed } from "../src/WorkerError.js"
 import {
@@ -26,6 +26,7 @@ const setup = (
     readonly data?: Omit<Data, "journal">
     readonly module?: URL
     readonly export?: string
+    readonly exitTimeout?: Duration.DurationInput
   } = {}
 ) => {
   const journal = makeJournal()
@@ -34,7 +35,8 @@ const setup = (
     module: options.module ?? threadModule,
     export: options.export,
     threads: options.threads,
-    data: { journal, ...options.data }
+    data: { journal, ...options.data },
+    exitTimeout: options.exitTimeout
   })
   const exits: Array<string> = []
   class Other extends Context.Tag("Other")<Other, string>() {}
@@ -180,6 +182,18 @@ describe("ThreadedContext", () => {
       expect(failure.rolledBack).toEqual(
         expect.arrayContaining(["Pool/1/Store", "Pool/1/Model", "Pool/2/Store", "Other"])
       )
+    })
+  )
+
+  it.scoped("ends a thread stuck in entering when start-up rolls back, after its exit timeout", () =>
+    Effect.gen(function* () {
+      // Thread 2 blocks its own event loop in enter: it can never answer the rollback. Thread 1 fails.
+      const { app, count } = setup({ threads: 2, data: { failThread: 1, hangThread: 2 }, exitTimeout: "500 millis" })
+      const failure = yield* Effect.flip(Worker.make(app, { benchmark: false }))
+      expect(failure.detail).toContain("model file corrupt (thread 1)")
+      expect(count(1, Journal.storeExited)).toBe(1)
+      // Thread 2 was terminated (it never got to exit anything), and the rollback finished
+      expect(count(2, Journal.storeExited)).toBe(0)
     })
   )
 

@@ -44,6 +44,8 @@ export interface PoolConfig {
   readonly registry: Registry | undefined
   /** First wait before trying again to replace a dead thread whose replacement failed (doubles, up to 30 s). */
   readonly replaceBackoff: Duration.Duration
+  /** How long a thread may take to exit its contexts before it is terminated. */
+  readonly exitTimeoutMillis: number
 }
 
 /** Counters of a pool, for stats and benchmarks. */
@@ -88,15 +90,46 @@ class ThreadHandle {
   exitCode: number | undefined = undefined
   /** Done when every context entered (or fails with why not). */
   readonly entered = Deferred.unsafeMake<void, ThreadFailed>(FiberId.none)
-  /** Done when the thread said its contexts exited, or when it is gone. */
-  readonly exited = Deferred.unsafeMake<void>(FiberId.none)
-  /** Done when the thread has ended. */
-  readonly gone = Deferred.unsafeMake<void>(FiberId.none)
+  /** Whether the thread said its contexts exited, or is gone; and who waits for that (see {@link awaitExited}). */
+  exited = false
+  private readonly onExited: Array<() => void> = []
   readonly startedAt = performance.now()
   constructor(
     readonly number: number,
     readonly worker: NodeWorker
   ) {}
+
+  markExited(): void {
+    if (this.exited) return
+    this.exited = true
+    for (const f of this.onExited.splice(0)) f()
+  }
+
+  /**
+   * Wait until the thread's contexts exited (or it is gone), at most `millis` of real time; false when that ran out.
+   * A plain callback rather than a race of fibers: this runs inside uninterruptible rollbacks, where the losing
+   * branch of a race could never be interrupted.
+   */
+  awaitExited(millis: number): Effect.Effect<boolean> {
+    return Effect.async<boolean>((resume) => {
+      if (this.exited) return resume(Effect.succeed(true))
+      const done = () => {
+        clearTimeout(timer)
+        resume(Effect.succeed(true))
+      }
+      const timer = setTimeout(() => {
+        const i = this.onExited.indexOf(done)
+        if (i >= 0) this.onExited.splice(i, 1)
+        resume(Effect.succeed(false))
+      }, millis)
+      this.onExited.push(done)
+      return Effect.sync(() => {
+        clearTimeout(timer)
+        const i = this.onExited.indexOf(done)
+        if (i >= 0) this.onExited.splice(i, 1)
+      })
+    })
+  }
 
   post(message: ToThread, transfer?: ReadonlyArray<TransferListItem>): void {
     this.worker.postMessage(message, transfer as Array<any>)
@@ -308,7 +341,7 @@ export class ThreadPool {
         return
       }
       case "Exited":
-        Deferred.unsafeDone(thread.exited, Exit.void)
+        thread.markExited()
         return
     }
   }
@@ -333,8 +366,7 @@ export class ThreadPool {
         })
       )
     )
-    Deferred.unsafeDone(thread.exited, Exit.void)
-    Deferred.unsafeDone(thread.gone, Exit.void)
+    thread.markExited()
     const call = thread.call
     if (call !== undefined) {
       thread.call = undefined
@@ -573,7 +605,18 @@ export class ThreadPool {
           // The thread is already ending: its exit event settles everything below
         }
       }
-      const exited = thread.enterFailed ? Effect.void : Deferred.await(thread.exited)
+      // Bounded in real time, also for a thread still entering (the context's exit timeout covers only entered ones),
+      // so that a thread whose event loop is stuck cannot hold the worker's start-up or shutdown forever
+      const exited = thread.enterFailed
+        ? Effect.void
+        : Effect.flatMap(thread.awaitExited(this.config.exitTimeoutMillis), (inTime) =>
+            inTime
+              ? Effect.void
+              : Effect.logWarning(
+                  `Threaded context "${this.config.key}": thread ${thread.number} did not exit its contexts within ` +
+                    `${this.config.exitTimeoutMillis} ms; terminating it`
+                )
+          )
       // Its contexts have exited: give it a moment to end by itself (its last log lines), then terminate it
       return Effect.zipRight(exited, awaitGone(thread, 1000))
     }).pipe(
