@@ -56,6 +56,40 @@ const record = (measure: string, value: number, unit: string): number => {
   return value
 }
 
+/**
+ * The control: how much faster 2 threads run a pure CPU loop than 1, right now. On a machine shared with other jobs
+ * this, not 2.0, is the ceiling of every 2-thread ratio below; it is measured beside each of them.
+ */
+const parallelism = (label: string) =>
+  Effect.promise(async () => {
+    const { Worker: NodeWorker } = await import("node:worker_threads")
+    const code =
+      'const { parentPort } = require("node:worker_threads"); parentPort.on("message", (n) => { let x = 0; ' +
+      "for (let i = 0; i < n; i++) x = (x + i * 7) % 1000003; parentPort.postMessage(x) })"
+    const run = async (threads: number) => {
+      const workers = Array.from({ length: threads }, () => new NodeWorker(code, { eval: true }))
+      const t0 = performance.now()
+      let next = 0
+      await Promise.all(
+        workers.map(async (w) => {
+          while (next < 8) {
+            next++
+            await new Promise((resolve) => {
+              w.once("message", resolve)
+              w.postMessage(2e7)
+            })
+          }
+        })
+      )
+      const ms = performance.now() - t0
+      await Promise.all(workers.map((w) => w.terminate()))
+      return ms
+    }
+    const one = await run(1)
+    const two = await run(2)
+    return record(`control (${label}): pure CPU loop, 2 threads / 1 thread speed-up`, one / two, "x")
+  })
+
 /** A vision worker with `threads` threads (benchmark off), for the duration of `use`. */
 const withWorker = <A, E>(
   options: Parameters<typeof makeVisionWorker>[0],
@@ -107,6 +141,7 @@ const startup = Effect.gen(function* () {
     }
   }
   console.log(`  last 2-thread start-up, per context:\n    ${perThread.join("\n    ")}`)
+  const control = yield* parallelism("after the start-ups")
   const one = record("start-up, 1 thread (median)", median(ready[1]), "ms")
   const two = record("start-up, 2 threads (median)", median(ready[2]), "ms")
   const rssOne = record("process RSS when ready, 1 thread (median)", median(rss[1]), "MiB")
@@ -118,6 +153,7 @@ const startup = Effect.gen(function* () {
     rssOne,
     rssTwo,
     perThreadMiB: record("memory of one more thread (RSS difference)", rssTwo - rssOne, "MiB"),
+    control,
     perThread
   }
 })
@@ -153,6 +189,7 @@ const throughput = Effect.gen(function* () {
       )
     }
   }
+  const control = yield* parallelism("after the throughput runs")
   const one = record("throughput, 1 thread (best of 2)", Math.max(...perSecond[1]), "detects/s")
   const two = record("throughput, 2 threads (best of 2)", Math.max(...perSecond[2]), "detects/s")
   const ratio = record("throughput 2 threads / 1 thread", two / one, "x")
@@ -161,7 +198,7 @@ const throughput = Effect.gen(function* () {
   record("detect through the worker (worker.call: + payload decode, admission)", overhead.callMs, "ms")
   const poolRatio = record("pool round trip / inside the thread", overhead.roundTripMs / overhead.handlerMs, "x")
   const callRatio = record("worker.call / inside the thread", overhead.callMs / overhead.handlerMs, "x")
-  return { one, two, ratio, overhead, poolRatio, callRatio }
+  return { one, two, ratio, control, overhead, poolRatio, callRatio }
 })
 
 const wasmThreads = Effect.gen(function* () {
@@ -292,15 +329,30 @@ const program = Effect.gen(function* () {
       .map((l) => l.toFixed(2))
       .join(" ")}`
   )
+  yield* parallelism("at the start")
   const start = yield* startup
   const through = yield* throughput
   const wasm = yield* wasmThreads
   const http = yield* responsiveness
 
   const targets = [
-    { target: "/health p99 <= 50 ms during 8 detects", value: http["threads"]!.p99, met: http["threads"]!.p99 <= 50 },
-    { target: "throughput 2 threads >= 1.6x 1 thread", value: round(through.ratio, 3), met: through.ratio >= 1.6 },
-    { target: "start-up 2 threads <= 1.3x 1 thread", value: round(start.ratio, 3), met: start.ratio <= 1.3 },
+    {
+      target: "/health p99 <= 50 ms during 8 detects",
+      value: round(http["threads"]!.p99),
+      met: http["threads"]!.p99 <= 50
+    },
+    {
+      target: "throughput 2 threads >= 1.6x 1 thread",
+      value: round(through.ratio, 3),
+      met: through.ratio >= 1.6,
+      control: round(through.control, 3)
+    },
+    {
+      target: "start-up 2 threads <= 1.3x 1 thread",
+      value: round(start.ratio, 3),
+      met: start.ratio <= 1.3,
+      control: round(start.control, 3)
+    },
     {
       target: "detect through the pool <= 1.1x inside the thread",
       value: round(through.poolRatio, 3),
