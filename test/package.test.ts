@@ -54,9 +54,16 @@ describe("the packed package, installed in a fresh project", () => {
     const ran = await node(["imports.mjs"])
     expect(ran.stderr).toBe("")
     expect(ran.stdout).toContain(
-      "root: App,Benchmark,ContextNotFoundError,Deployment,Remote,Session,Wire,Worker,WorkerClient,WorkerContext,WorkerError,WorkerTest"
+      "root: App,Benchmark,ContextNotFoundError,Deployment,Remote,Session,ThreadedContext,Wire,Worker,WorkerClient,WorkerContext,WorkerError,WorkerTest"
     )
     expect(ran.stdout).toContain("tfjs: Tfjs,TfjsError,Vision")
+  })
+
+  it("runs a threaded context in plain node: the compiled thread entry, a JavaScript thread module", async () => {
+    const ran = await node(["threads.mjs"])
+    expect(ran.stderr).toBe("")
+    expect(ran.stdout).toMatch(/^answers: 9 \(thread [12]\) 16 \(thread [12]\)$/m)
+    expect(ran.stdout).toContain("contexts: Squares=exited Squares/1/Name=exited Squares/2/Name=exited")
   })
 
   it("without the optional peers, the tfjs subpath names the package to install", async () => {
