@@ -110,7 +110,7 @@ export const formatDetections = (detections: ReadonlyArray<Vision.Detection>): s
 /** Run {@link demo} and print the table, where the picture is, and the timeline. */
 export const main = Effect.gen(function* () {
   yield* Console.log(
-    "starting the vision worker (threads entering their backend, centernet and movenet in parallel, benchmark)..."
+    "starting the vision worker (threads entering their backend, then their models in parallel; benchmark)..."
   )
   const output = process.argv[2]
   const { detections, millis, png, poses, report, url } = yield* demo(output === undefined ? {} : { output })
