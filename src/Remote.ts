@@ -185,17 +185,11 @@ export interface Remote<
 export interface Any extends AnySpec {
   readonly [TypeId]: typeof TypeId
   readonly kind: "unary"
-  readonly name: string
-  readonly payload: Schema.Struct<any>
-  readonly success: Schema.Schema.Any
-  readonly error: Schema.Schema.All
   readonly benchmark: BenchmarkOptions<any, any> | undefined
   readonly concurrency: number
   readonly maxQueue: number
   readonly timeout: Duration.DurationInput | undefined
   readonly maxQueueTime: Duration.DurationInput | undefined
-  readonly fields: ReadonlyArray<string>
-  readonly anyKeyword: boolean
   readonly batch: Batching<any, any, any, any> | undefined
   readonly handler: (payload: any) => Effect.Effect<any, any, any>
 }
@@ -533,18 +527,11 @@ export interface StreamRemote<
 /** Any stream remote. */
 export interface AnyStream extends AnyStreamSpec {
   readonly [StreamTypeId]: typeof StreamTypeId
-  readonly kind: "stream"
-  readonly name: string
-  readonly payload: Schema.Struct<any>
-  readonly element: Schema.Schema.Any
-  readonly error: Schema.Schema.All
   readonly benchmark: BenchmarkOptions<any, any> | undefined
   readonly concurrency: number
   readonly maxQueue: number
   readonly timeout: Duration.DurationInput | undefined
   readonly maxQueueTime: Duration.DurationInput | undefined
-  readonly fields: ReadonlyArray<string>
-  readonly anyKeyword: boolean
   readonly handler: (payload: any) => Stream.Stream<any, any, any>
 }
 
