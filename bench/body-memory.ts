@@ -9,7 +9,7 @@
  *
  *   npx tsx bench/body-memory.ts [maxBodySize in bytes, default 33554432]
  */
-import { spawn } from "node:child_process"
+import { startWorker } from "./fixtures/spawn.js"
 import * as Fs from "node:fs"
 import * as Http from "node:http"
 import * as Os from "node:os"
@@ -18,31 +18,11 @@ import { DEFAULT_MAX_BODY_SIZE } from "../src/WorkerConfig.js"
 
 const LIMIT = Number(process.argv[2] ?? DEFAULT_MAX_BODY_SIZE)
 const MiB = 1024 * 1024
-const root = Path.resolve(import.meta.dirname, "..")
 
 const memory = (pid: number) => {
   const status = Fs.readFileSync(`/proc/${pid}/status`, "utf8")
   const kib = (key: string) => Number(new RegExp(`${key}:\\s+(\\d+) kB`).exec(status)?.[1] ?? Number.NaN)
   return { rss: kib("VmRSS") / 1024, peak: kib("VmHWM") / 1024 }
-}
-
-const startWorker = async () => {
-  const child = spawn(process.execPath, ["--import", "tsx", "bench/fixtures/image-worker.ts"], {
-    cwd: root,
-    env: { ...process.env, WORKER_PORT: "0", WORKER_HOST: "127.0.0.1", WORKER_MAX_BODY_SIZE: String(LIMIT) },
-    stdio: ["ignore", "pipe", "inherit"]
-  })
-  const url = await new Promise<URL>((resolve, reject) => {
-    let out = ""
-    child.stdout.on("data", (chunk: Buffer) => {
-      out += chunk.toString("utf8")
-      const match = /^ready: (\S+)/m.exec(out)
-      if (match !== null) resolve(new URL(match[1]!))
-    })
-    child.on("exit", (code) => reject(new Error(`worker exited (${code}) before ready:\n${out}`)))
-  })
-  const exited = new Promise<void>((resolve) => child.on("exit", () => resolve()))
-  return { child, url, exited }
 }
 
 const post = (url: URL, body: Buffer, headers: Record<string, string> = {}) =>
@@ -85,7 +65,7 @@ const cases: ReadonlyArray<{ readonly name: string; readonly body: () => Buffer;
 const results: Array<Record<string, unknown>> = []
 const loadBefore = Os.loadavg()
 for (const c of cases) {
-  const worker = await startWorker()
+  const worker = await startWorker("image-worker.ts", { WORKER_MAX_BODY_SIZE: String(LIMIT) })
   try {
     const body = c.body()
     const before = memory(worker.child.pid!)

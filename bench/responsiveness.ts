@@ -12,7 +12,7 @@
  *
  *   npx tsx bench/responsiveness.ts [rounds, default 3] [calls per round, default 20] [call ms, default 200]
  */
-import { spawn } from "node:child_process"
+import { startWorker } from "./fixtures/spawn.js"
 import * as Fs from "node:fs"
 import * as Http from "node:http"
 import * as Os from "node:os"
@@ -22,7 +22,6 @@ const ROUNDS = Number(process.argv[2] ?? 3)
 const CALLS = Number(process.argv[3] ?? 20)
 const CALL_MS = Number(process.argv[4] ?? 200)
 const IDLE_SAMPLES = 200
-const root = Path.resolve(import.meta.dirname, "..")
 
 // /health on one keep-alive connection of its own; each call on a connection of its own (as separate clients).
 const healthAgent = new Http.Agent({ keepAlive: true, maxSockets: 1 })
@@ -74,25 +73,6 @@ const summarize = (samples: ReadonlyArray<number>) => {
   }
 }
 
-const startWorker = async () => {
-  const child = spawn(process.execPath, ["--import", "tsx", "bench/fixtures/blocking-worker.ts"], {
-    cwd: root,
-    env: { ...process.env, WORKER_PORT: "0", WORKER_HOST: "127.0.0.1" },
-    stdio: ["ignore", "pipe", "inherit"]
-  })
-  const url = await new Promise<URL>((resolve, reject) => {
-    let out = ""
-    child.stdout.on("data", (chunk: Buffer) => {
-      out += chunk.toString("utf8")
-      const match = /^ready: (\S+)/m.exec(out)
-      if (match !== null) resolve(new URL(match[1]!))
-    })
-    child.on("exit", (code) => reject(new Error(`worker exited (${code}) before ready:\n${out}`)))
-  })
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
-  return { child, url, exited }
-}
-
 /** One round: `CALLS` calls at once, /health back to back until the last call has answered. */
 const round = async (url: URL) => {
   let remaining = CALLS
@@ -125,7 +105,7 @@ const round = async (url: URL) => {
 
 const main = async () => {
   const loadBefore = Os.loadavg()
-  const worker = await startWorker()
+  const worker = await startWorker("blocking-worker.ts")
   try {
     // Warm-up: connections open, code paths compiled.
     for (let i = 0; i < 20; i++) await request(worker.url, "/health", healthAgent)

@@ -391,6 +391,18 @@ export const make: {
   )
 }
 
+/** What a plain and a stream spec share: the name, the payload with its field order, the declared error. */
+const specOf = <Name extends string, Payload extends Schema.Struct<any>, Error extends Schema.Schema.All>(
+  name: Name,
+  schemas: { readonly payload: Payload; readonly error?: Error | undefined }
+) => ({
+  name,
+  payload: schemas.payload,
+  error: (schemas.error ?? Schema.Never) as Error,
+  fields: Object.keys(schemas.payload.fields),
+  anyKeyword: schemas.payload.records.length > 0
+})
+
 /**
  * Define a remote's name and Schemas without its handler: what a client needs (`WorkerClient.make` takes specs),
  * importable without the models. {@link implement} it in the worker.
@@ -415,12 +427,8 @@ export const define = <
   checkName(name)
   return {
     [SpecTypeId]: SpecTypeId,
-    name,
-    payload: schemas.payload,
-    success: schemas.success,
-    error: (schemas.error ?? Schema.Never) as Error,
-    fields: Object.keys(schemas.payload.fields),
-    anyKeyword: schemas.payload.records.length > 0
+    ...specOf(name, schemas),
+    success: schemas.success
   }
 }
 
@@ -634,12 +642,8 @@ export const defineStream = <
   return {
     [StreamSpecTypeId]: StreamSpecTypeId,
     kind: "stream",
-    name,
-    payload: schemas.payload,
-    element: schemas.element,
-    error: (schemas.error ?? Schema.Never) as Error,
-    fields: Object.keys(schemas.payload.fields),
-    anyKeyword: schemas.payload.records.length > 0
+    ...specOf(name, schemas),
+    element: schemas.element
   }
 }
 
