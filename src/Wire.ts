@@ -471,6 +471,10 @@ export const decodeArguments = (
   options?: { readonly maxDepth?: number }
 ): Effect.Effect<Arguments, WireDecodeError> => Effect.suspend(() => decodeArgumentsEither(envelope, options))
 
+/** A JSON scalar the wire encoding carries as it is (a string, a finite number, a boolean, null): nothing to decode. */
+const isScalar = (u: unknown): boolean =>
+  typeof u === "string" || typeof u === "boolean" || u === null || (typeof u === "number" && Number.isFinite(u))
+
 /**
  * {@link decodeArguments}, synchronously.
  *
@@ -485,7 +489,8 @@ export const decodeArgumentsEither = (
     const rawArgs = envelope.payload?.args ?? []
     const args: Array<unknown> = new Array(rawArgs.length)
     for (let i = 0; i < rawArgs.length; i++) {
-      args[i] = internal.decodeValueUnsafe(rawArgs[i], { path: `$.payload.args[${i}]`, maxDepth })
+      const raw = rawArgs[i]
+      args[i] = isScalar(raw) ? raw : internal.decodeValueUnsafe(raw, { path: `$.payload.args[${i}]`, maxDepth })
     }
     const kwargs: Record<string, unknown> = {}
     const rawKwargs = envelope.payload?.kwargs ?? {}
@@ -496,8 +501,10 @@ export const decodeArgumentsEither = (
           new WireDecodeError({ reason: "ForbiddenKey", path, message: internal.forbiddenKeyMessage(path) })
         )
       }
-      const path = internal.pathKey("$.payload.kwargs", key)
-      internal.setField(kwargs, key, internal.decodeValueUnsafe(rawKwargs[key], { path, maxDepth }))
+      const raw = rawKwargs[key]
+      kwargs[key] = isScalar(raw)
+        ? raw
+        : internal.decodeValueUnsafe(raw, { path: internal.pathKey("$.payload.kwargs", key), maxDepth })
     }
     return Either.right({ args, kwargs })
   } catch (e) {

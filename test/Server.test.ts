@@ -290,6 +290,37 @@ describe("wire format over HTTP", () => {
     })
   )
 
+  it.scopedLive("a handler that throws instead of returning an Effect, or returns Effect.die, is a defect too", () =>
+    Effect.gen(function* () {
+      const throws = Remote.make("throws", { payload: Schema.Struct({}), success: Schema.Number }, (): never => {
+        throw new TypeError("not an Effect")
+      })
+      const dies = Remote.make("dies", { payload: Schema.Struct({}), success: Schema.Number }, () =>
+        Effect.die(new TypeError("died at once"))
+      )
+      const served = yield* serve(Deployment.make("defects", { contexts: [], remotes: [throws, dies, divide, echo] }))
+      for (const name of ["throws", "dies", "throws"]) {
+        const reply = yield* call(served.url, name, {})
+        expect([name, reply.status, reply.json.result?.err?.contents]).toMatchObject([
+          name,
+          200,
+          { _tag: "CallFailed", reason: "defect", remote: name }
+        ])
+      }
+      // The worker keeps serving, and counts each as a defect.
+      expect((yield* call(served.url, "divide", { kwargs: { a: 6, b: 3 } })).json).toEqual({ result: { ok: 2 } })
+      const metrics = (yield* request(`${served.url}/metrics`)).text
+      expect(metrics).toContain(`worker_calls_total{deployment="defects",remote="throws",outcome="defect"} 2`)
+      expect(metrics).toContain(`worker_calls_total{deployment="defects",remote="dies",outcome="defect"} 1`)
+      // In process too.
+      const invoked = yield* Effect.exit(served.worker.invoke("throws", {}))
+      expect(invoked).toMatchObject({
+        _tag: "Failure",
+        cause: { _tag: "Fail", error: { _tag: "CallFailed", reason: "defect", remote: "throws" } }
+      })
+    })
+  )
+
   it.scopedLive("504 when a call runs past the call timeout", () =>
     Effect.gen(function* () {
       const { app, state } = gated()
@@ -385,7 +416,14 @@ describe("hostile input", () => {
           "records",
           '{"payload": {"args": [{"type": "dict", "contents": [["__proto__", {"type": "dict", "contents": []}]]}]}}',
           "$.payload.args[0].contents[0][0]"
-        ]
+        ],
+        // Written with escapes, the key is the same once parsed.
+        [
+          "prompt",
+          '{"payload": {"kwargs": {"\\u005f_proto__": {"prompt": "INJECTED"}}}}',
+          "$.payload.kwargs.__proto__"
+        ],
+        ["echo", '{"payload": {"kwargs": {"a": {"__pr\\u006fto__": 1}}}}', "$.payload.kwargs.a.__proto__"]
       ] as const) {
         const reply = yield* post(name, body)
         expect([name, reply.status, reply.json]).toMatchObject([
@@ -395,6 +433,10 @@ describe("hostile input", () => {
         ])
       }
       expect((yield* post("prompt", '{"payload": {"kwargs": {}}}')).json).toEqual({ result: { ok: "none" } })
+      // As data (a string value), it is an ordinary string.
+      expect((yield* post("prompt", '{"payload": {"kwargs": {"prompt": "__proto__"}}}')).json).toEqual({
+        result: { ok: "__proto__" }
+      })
       const data = '{"constructor": {"name": "Evil"}, "prototype": {"polluted": true}, "toString": "x"}'
       const dict = {
         type: "dict",

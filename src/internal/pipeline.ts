@@ -38,7 +38,7 @@ import type { RequestTimeout, Response, ServeError, UnsupportedMediaType } from 
 import * as streamResponse from "./streamResponse.js"
 import * as wire from "./wire.js"
 import { failureId } from "./worker.js"
-import type { Admitted, Core, Entry } from "./worker.js"
+import type { Admitted, Core, Entry, Started } from "./worker.js"
 
 /** What the pipeline needs from the server around it. */
 export interface Context {
@@ -185,7 +185,7 @@ const admitAndRun = (call: Call, entry: Entry, payload: unknown): void => {
   if (entry.remote.kind === "stream") return runStream(call, entry, payload, admitted.right)
   // 11. The handler, in a fiber with the entered contexts; a synchronous one has ended when `start` returns. A call
   // in a session runs as part of it: `Session.Current` for the handler, interrupted when the session closes.
-  const fiber: Fiber.RuntimeFiber<unknown, RemoteFailure | CallTimeout | SessionGone> =
+  const run: Started | Fiber.RuntimeFiber<unknown, RemoteFailure | CallTimeout | SessionGone> =
     call.session === undefined
       ? ctx.core.start(entry, payload, admitted.right, () => started(call))
       : ctx.core.fork(
@@ -194,6 +194,8 @@ const admitAndRun = (call: Call, entry: Entry, payload: unknown): void => {
             ctx.core.execute(entry, payload, admitted.right, () => started(call))
           )
         )
+  if (Exit.isExit(run)) return settle(call, entry, run)
+  const fiber = run
   const exit = fiber.unsafePoll()
   if (exit !== null) return settle(call, entry, exit)
   fiber.addObserver((exit) => settle(call, entry, exit))
@@ -644,6 +646,14 @@ export const mediaType = (header: string | undefined): UnsupportedMediaType | un
   }
 }
 
+/**
+ * Whether a body's text rules out what `checkJsonSync` looks for, so the walk can be skipped (most calls are small):
+ * nesting deeper than the limit takes two brackets a level, and a `__proto__` key is in the text either as it is or
+ * with a `\u` escape.
+ */
+const cannotBeUnfit = (body: Buffer): boolean =>
+  body.length < 2 * (wire.defaultMaxJsonDepth + 1) && body.indexOf("__proto__") === -1 && body.indexOf("\\u") === -1
+
 /** Parse a body as JSON, no deeper than the wire allows and without `__proto__` keys. */
 export const parseJson = (body: Buffer): Either.Either<unknown, WireDecodeError> => {
   let json: unknown
@@ -660,6 +670,7 @@ export const parseJson = (body: Buffer): Either.Either<unknown, WireDecodeError>
     )
   }
   // Before anything recursive reads it: too deep a nesting (TooDeep), or a __proto__ key (ForbiddenKey), is a 400.
+  if (cannotBeUnfit(body)) return Either.right(json)
   const unfit = wire.checkJsonSync(json, wire.defaultMaxJsonDepth)
   return unfit === undefined ? Either.right(json) : Either.left(unfit)
 }
@@ -668,8 +679,10 @@ export const parseJson = (body: Buffer): Either.Either<unknown, WireDecodeError>
 export const write = (res: Http.ServerResponse, response: Response, close = false): void => {
   if (res.headersSent || res.destroyed) return
   // With its length, the response goes out in one write (without it, Node frames it as chunks: several writes).
-  const headers = { ...response.headers, "content-length": String(Buffer.byteLength(response.body)) }
-  res.writeHead(response.status, close ? { ...headers, connection: "close" } : headers)
+  const headers: Record<string, string | number> = Object.assign({}, response.headers)
+  headers["content-length"] = Buffer.byteLength(response.body)
+  if (close) headers["connection"] = "close"
+  res.writeHead(response.status, headers)
   res.end(response.body)
 }
 

@@ -127,6 +127,13 @@ export interface Entry {
   readonly encodeErrorSync: (u: unknown) => Either.Either<unknown, ParseResult.ParseError> | undefined
 }
 
+/**
+ * A call started by {@link Core.start}: its exit when the handler's Effect was complete already (`Effect.succeed`,
+ * `Effect.fail`: no fiber is needed), else the fiber running it.
+ */
+export type Started =
+  Exit.Exit<unknown, RemoteFailure | CallTimeout> | Fiber.RuntimeFiber<unknown, RemoteFailure | CallTimeout>
+
 /** A call admitted by {@link Core.admit}: its workload is pending until `execute` ends. */
 export interface Admitted {
   readonly workload: number
@@ -156,15 +163,11 @@ export interface Core<Provides, Remotes extends Remote.Definition> extends Worke
     onStart?: () => void
   ) => Effect.Effect<unknown, RemoteFailure | CallTimeout>
   /**
-   * `execute` as a fiber, for a transport that answers from the fiber's exit: on the uncontended path the handler is
-   * forked as it is (its slot taken synchronously, released by the fiber's observer), with no Effect around it.
+   * `execute` for a transport that answers from the call's exit: on the uncontended path the slot is taken
+   * synchronously and the handler is forked as it is (the slot released by the fiber's observer), or not forked at all
+   * when its Effect is complete already (the exit is returned).
    */
-  readonly start: (
-    entry: Entry,
-    payload: unknown,
-    admitted: Admitted,
-    onStart?: () => void
-  ) => Fiber.RuntimeFiber<unknown, RemoteFailure | CallTimeout>
+  readonly start: (entry: Entry, payload: unknown, admitted: Admitted, onStart?: () => void) => Started
   /**
    * Run an admitted call of a stream remote: when run, the stream waits for a slot (`onStart` when it has one) and
    * holds it until it ends; its elements come as the handler produces them (not encoded); the timeout covers the
@@ -413,13 +416,34 @@ export const start = <Provides, E, Remotes extends Remote.Definition>(
     /** The handler of one call: its declared error wrapped first, so nothing the worker adds is mistaken for it. */
     const handlerOf = (entry: Entry, payload: unknown): Effect.Effect<unknown, RemoteFailure | CallTimeout> => {
       const name = entry.remote.name
+      // Suspended: a handler that throws instead of returning an Effect dies in its call's fiber, like any defect.
       const handler = Effect.mapError(
-        (entry.remote as Remote.Any).handler(payload) as Effect.Effect<unknown, unknown>,
+        Effect.suspend(() => (entry.remote as Remote.Any).handler(payload) as Effect.Effect<unknown, unknown>),
         (error) => new RemoteFailure({ remote: name, error, encoded: undefined })
       )
       const timeout = entry.timeout
       if (timeout === undefined) return handler
       return Effect.timeoutFail(handler, { duration: timeout, onTimeout: () => timedOut(entry, timeout) })
+    }
+
+    /**
+     * The handler's Effect when it is already complete (an `Exit`: `Effect.succeed`, `Effect.fail`), as the exit a
+     * fiber running it would end with; `undefined` when it has work to run (a fiber runs it). A handler that throws
+     * ends as a defect, as in a fiber.
+     */
+    const completedExit = (
+      entry: Entry,
+      payload: unknown
+    ): Exit.Exit<unknown, RemoteFailure> | Effect.Effect<unknown, unknown> => {
+      let effect: Effect.Effect<unknown, unknown>
+      try {
+        effect = (entry.remote as Remote.Any).handler(payload) as Effect.Effect<unknown, unknown>
+      } catch (defect) {
+        return Exit.die(defect)
+      }
+      if (!Exit.isExit(effect)) return effect
+      const name = entry.remote.name
+      return Exit.mapError(effect, (error) => new RemoteFailure({ remote: name, error, encoded: undefined }))
     }
 
     /**
@@ -447,12 +471,7 @@ export const start = <Provides, E, Remotes extends Remote.Definition>(
       )
     }
 
-    const startCall = (
-      entry: Entry,
-      payload: unknown,
-      admitted: Admitted,
-      onStart?: () => void
-    ): Fiber.RuntimeFiber<unknown, RemoteFailure | CallTimeout> => {
+    const startCall = (entry: Entry, payload: unknown, admitted: Admitted, onStart?: () => void): Started => {
       // A batched call waits for its batch in any case: no fast path.
       if (entry.batcher !== undefined) return fork(executeBatched(entry, entry.batcher, payload, admitted, onStart))
       const slot = entry.admission.tryTake()
@@ -462,7 +481,25 @@ export const start = <Provides, E, Remotes extends Remote.Definition>(
         return fiber
       }
       onStart?.()
-      const fiber = fork(handlerOf(entry, payload))
+      // A handler whose Effect is already complete needs no fiber: its exit is the answer (a fiber would only hand
+      // it back, at several times the cost of a trivial call). Anything with work to run gets its fiber.
+      const completed = completedExit(entry, payload)
+      if (Exit.isExit(completed)) {
+        slot.release()
+        load.remove(admitted.workload)
+        return completed as Exit.Exit<unknown, RemoteFailure>
+      }
+      const name = entry.remote.name
+      const timeout = entry.timeout
+      const handler = Effect.mapError(
+        completed,
+        (error) => new RemoteFailure({ remote: name, error, encoded: undefined })
+      )
+      const fiber = fork(
+        timeout === undefined
+          ? handler
+          : Effect.timeoutFail(handler, { duration: timeout, onTimeout: () => timedOut(entry, timeout) })
+      )
       fiber.addObserver(() => {
         slot.release()
         load.remove(admitted.workload)
