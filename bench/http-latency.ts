@@ -77,10 +77,15 @@ const childEnv = (): NodeJS.ProcessEnv =>
   )
 
 /** Start `bench/servers/<file>` and wait for its `listening <port>` line. */
-const start = (name: string, file: string, nodeArgs: ReadonlyArray<string> = []): Promise<Server> =>
+const start = (
+  name: string,
+  file: string,
+  nodeArgs: ReadonlyArray<string> = [],
+  scriptArgs: ReadonlyArray<string> = []
+): Promise<Server> =>
   new Promise((resolve, reject) => {
     const script = Path.join(ROOT, "bench", "servers", file)
-    const child = ChildProcess.spawn(process.execPath, [...nodeArgs, script], {
+    const child = ChildProcess.spawn(process.execPath, [...nodeArgs, script, ...scriptArgs], {
       cwd: ROOT,
       env: childEnv(),
       stdio: ["pipe", "pipe", "inherit"]
@@ -287,13 +292,18 @@ const main = async () => {
       `calls) per server; load average ${loadBefore.join(" ")} (${Os.cpus().length} cpus)`
   )
   const profile = args.profile === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${Path.resolve(args.profile)}`]
-  const specs: Array<[string, string, ReadonlyArray<string>]> = [
-    ["plain", "plain.mjs", []],
-    ["worker", "worker.mjs", profile]
+  const specs: Array<[string, string, ReadonlyArray<string>, ReadonlyArray<string>]> = [
+    ["plain", "plain.mjs", [], []],
+    ["worker", "worker.mjs", profile, []],
+    // The same remote with a handler that has work to run (`Effect.sync`): it gets a fiber, where `square`'s
+    // `Effect.succeed` is answered without one. Most real handlers are of this kind.
+    ["fiber", "worker.mjs", [], ["--fiber"]]
   ]
-  if (args.platform) specs.push(["platform", "platform.mjs", []])
+  if (args.platform) specs.push(["platform", "platform.mjs", [], []])
   let stopping = false
-  const servers = await Promise.all(specs.map(([name, file, nodeArgs]) => start(name, file, nodeArgs)))
+  const servers = await Promise.all(
+    specs.map(([name, file, nodeArgs, scriptArgs]) => start(name, file, nodeArgs, scriptArgs))
+  )
   // A server that dies mid-run would only yield refused connections from then on: stop at the next step instead.
   let died: string | undefined
   for (const s of servers) {
@@ -355,10 +365,11 @@ const main = async () => {
     )
     const plain = summary["plain"]!
     const worker = summary["worker"]!
+    const fiber = summary["fiber"]!
     const platform = summary["platform"]
     const plainRounds = rounds.get("plain")!
-    const byRound = (f: (r: Rounds, i: number) => number) =>
-      Array.from({ length: ROUNDS }, (_, i) => ratio(f(rounds.get("worker")!, i), f(plainRounds, i)))
+    const byRound = (f: (r: Rounds, i: number) => number, of = "worker") =>
+      Array.from({ length: ROUNDS }, (_, i) => ratio(f(rounds.get(of)!, i), f(plainRounds, i)))
     const throughputByRound = byRound((r, i) => r.throughput[i]!.requestsPerSec)
     const p50ByRound = byRound((r, i) => r.latency[i]!.p50Micros)
     const p99ByRound = byRound((r, i) => r.latency[i]!.p99Micros)
@@ -375,6 +386,11 @@ const main = async () => {
         throughput: ratio(worker.throughputRequestsPerSec, plain.throughputRequestsPerSec),
         p50: ratio(worker.p50Micros, plain.p50Micros),
         p99: ratio(worker.p99Micros, plain.p99Micros)
+      },
+      fiber: {
+        throughput: median(byRound((r, i) => r.throughput[i]!.requestsPerSec, "fiber")),
+        p50: median(byRound((r, i) => r.latency[i]!.p50Micros, "fiber")),
+        p99: median(byRound((r, i) => r.latency[i]!.p99Micros, "fiber"))
       }
     }
     const targets = { throughputAtLeast: 0.7, p50AtMost: 1.3 }
@@ -391,12 +407,17 @@ const main = async () => {
     console.log(`\nmedians of ${ROUNDS} rounds; load average ${loadBefore.join(" ")} -> ${loadAfter.join(" ")}`)
     console.log(line("plain node:http", plain))
     console.log(line("Worker.serve", worker))
+    console.log(line("  with a fiber", fiber))
     if (platform) console.log(line("platform route", platform))
     console.log(
       `worker/plain (median of the rounds' ratios): throughput ${ratios.throughput}x (target >= ` +
         `${targets.throughputAtLeast}x: ${met.throughput ? "met" : "NOT met"}; by round ` +
         `${throughputByRound.join(", ")}), p50 ${ratios.p50}x (target <= ${targets.p50AtMost}x: ` +
         `${met.p50 ? "met" : "NOT met"}; by round ${p50ByRound.join(", ")}), p99 ${ratios.p99}x`
+    )
+    console.log(
+      `a handler with work to run (Effect.sync, in a fiber)/plain: throughput ${ratios.fiber.throughput}x, ` +
+        `p50 ${ratios.fiber.p50}x, p99 ${ratios.fiber.p99}x`
     )
     if (platform) {
       console.log(

@@ -15,7 +15,9 @@ const square = Remote.make(
     success: Schema.Number,
     benchmark: { dataset: [{ x: 2 }, { x: 3 }], runs: 3 }
   },
-  ({ x }) => Effect.succeed(x * x)
+  // `--fiber`: a handler with work to run, as most are (a fiber runs it); `Effect.succeed` is complete already and is
+  // answered without one.
+  process.argv.includes("--fiber") ? ({ x }) => Effect.sync(() => x * x) : ({ x }) => Effect.succeed(x * x)
 )
 const app = Deployment.make("square", { contexts: [], remotes: [square] })
 

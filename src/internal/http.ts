@@ -90,6 +90,7 @@ const starting = errorResponse(new WorkerUnavailable({ reason: "starting", detai
 const remoteName = (path: string): string | undefined => {
   const raw = path.slice("/remote/".length)
   if (raw.length === 0) return undefined
+  if (raw.indexOf("%") === -1) return raw.includes("/") ? undefined : raw
   try {
     const name = decodeURIComponent(raw)
     return name.includes("/") ? undefined : name
@@ -113,14 +114,15 @@ const makeHandler =
     const q = url.indexOf("?")
     const path = q === -1 ? url : url.slice(0, q)
     const ctx = state.ctx
-    const write = (response: Response) => pipeline.write(res, response, isClosing(state))
+    // Calls first, with nothing allocated on their way to the pipeline.
     if (path.startsWith("/remote/")) {
-      if (req.method !== "POST") return write(methodNotAllowed(req, "POST"))
-      const name = remoteName(path)
-      if (name === undefined) return write(notFound(req))
-      if (ctx === undefined) return write(starting)
-      return pipeline.handle(ctx, name, req, res)
+      const name = req.method === "POST" ? remoteName(path) : undefined
+      if (name !== undefined && ctx !== undefined) return pipeline.handle(ctx, name, req, res)
+      const refused =
+        req.method !== "POST" ? methodNotAllowed(req, "POST") : name === undefined ? notFound(req) : starting
+      return pipeline.write(res, refused, isClosing(state))
     }
+    const write = (response: Response) => pipeline.write(res, response, isClosing(state))
     const session = sessionRoutes.get(path)
     if (session !== undefined) {
       if (req.method !== "POST") return write(methodNotAllowed(req, "POST"))

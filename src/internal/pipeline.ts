@@ -628,7 +628,7 @@ const requestTimeout = (timeoutMillis: number): RequestTimeout => ({
  * (a form, text) is refused: a body a browser may send across origins without asking first never reaches a remote.
  */
 export const mediaType = (header: string | undefined): UnsupportedMediaType | undefined => {
-  if (header === undefined) return undefined
+  if (header === undefined || header === "application/json") return undefined
   const [type = "", ...params] = header.split(";").map((p) => p.trim().toLowerCase())
   const json = type === "application/json" || /^application\/[a-z0-9!#$&^_.-]+\+json$/.test(type)
   const charset = params
@@ -651,14 +651,15 @@ export const mediaType = (header: string | undefined): UnsupportedMediaType | un
  * nesting deeper than the limit takes two brackets a level, and a `__proto__` key is in the text either as it is or
  * with a `\u` escape.
  */
-const cannotBeUnfit = (body: Buffer): boolean =>
-  body.length < 2 * (wire.defaultMaxJsonDepth + 1) && body.indexOf("__proto__") === -1 && body.indexOf("\\u") === -1
+const cannotBeUnfit = (text: string): boolean =>
+  text.length < 2 * (wire.defaultMaxJsonDepth + 1) && text.indexOf("__proto__") === -1 && text.indexOf("\\u") === -1
 
 /** Parse a body as JSON, no deeper than the wire allows and without `__proto__` keys. */
 export const parseJson = (body: Buffer): Either.Either<unknown, WireDecodeError> => {
   let json: unknown
+  const text = body.toString("utf8")
   try {
-    json = JSON.parse(body.toString("utf8"))
+    json = JSON.parse(text)
   } catch (e) {
     const detail = e instanceof Error ? e.message : String(e)
     return Either.left(
@@ -670,7 +671,7 @@ export const parseJson = (body: Buffer): Either.Either<unknown, WireDecodeError>
     )
   }
   // Before anything recursive reads it: too deep a nesting (TooDeep), or a __proto__ key (ForbiddenKey), is a 400.
-  if (cannotBeUnfit(body)) return Either.right(json)
+  if (cannotBeUnfit(text)) return Either.right(json)
   const unfit = wire.checkJsonSync(json, wire.defaultMaxJsonDepth)
   return unfit === undefined ? Either.right(json) : Either.left(unfit)
 }

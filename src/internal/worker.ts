@@ -180,7 +180,7 @@ export interface Core<Provides, Remotes extends Remote.Definition> extends Worke
     onStart?: () => void
   ) => Stream.Stream<unknown, RemoteFailure | CallTimeout>
   /** Fork an effect with the entered contexts, tracked so shutdown can interrupt it after the drain timeout. */
-  readonly fork: <A, E>(effect: Effect.Effect<A, E, any>) => Fiber.RuntimeFiber<A, E>
+  readonly fork: <A, E>(effect: Effect.Effect<A, E, any>, onDone?: () => void) => Fiber.RuntimeFiber<A, E>
   /** Count one call in the metrics. */
   readonly record: (name: string | undefined, outcome: Metrics.Outcome, seconds: number | undefined) => void
   /** Count elements a stream remote sent. */
@@ -346,6 +346,8 @@ export const start = <Provides, E, Remotes extends Remote.Definition>(
     // Set once the contexts have entered: calls fork from a runtime that already holds them (providing them per call
     // cost a third of a trivial call's time).
     let runtime: Runtime.Runtime<Provides> | undefined
+    // `Runtime.runFork(runtime)`, made once: each call's fork goes straight to it.
+    let runFork: (<A, E>(effect: Effect.Effect<A, E, Provides>) => Fiber.RuntimeFiber<A, E>) | undefined
     // Batched remotes' batchers run their batches here: closed after the calls, before the contexts exit.
     const batchersScope = yield* Scope.make()
 
@@ -476,9 +478,7 @@ export const start = <Provides, E, Remotes extends Remote.Definition>(
       if (entry.batcher !== undefined) return fork(executeBatched(entry, entry.batcher, payload, admitted, onStart))
       const slot = entry.admission.tryTake()
       if (slot === undefined) {
-        const fiber = fork(entry.admission.run(handlerOf(entry, payload), onStart))
-        fiber.addObserver(() => load.remove(admitted.workload))
-        return fiber
+        return fork(entry.admission.run(handlerOf(entry, payload), onStart), () => load.remove(admitted.workload))
       }
       onStart?.()
       // A handler whose Effect is already complete needs no fiber: its exit is the answer (a fiber would only hand
@@ -495,16 +495,15 @@ export const start = <Provides, E, Remotes extends Remote.Definition>(
         completed,
         (error) => new RemoteFailure({ remote: name, error, encoded: undefined })
       )
-      const fiber = fork(
+      return fork(
         timeout === undefined
           ? handler
-          : Effect.timeoutFail(handler, { duration: timeout, onTimeout: () => timedOut(entry, timeout) })
+          : Effect.timeoutFail(handler, { duration: timeout, onTimeout: () => timedOut(entry, timeout) }),
+        () => {
+          slot.release()
+          load.remove(admitted.workload)
+        }
       )
-      fiber.addObserver(() => {
-        slot.release()
-        load.remove(admitted.workload)
-      })
-      return fiber
     }
 
     /**
@@ -578,11 +577,15 @@ export const start = <Provides, E, Remotes extends Remote.Definition>(
       )
     }
 
-    const fork = <A, E>(effect: Effect.Effect<A, E, any>): Fiber.RuntimeFiber<A, E> => {
-      const fiber = Runtime.runFork(runtime!)(effect as Effect.Effect<A, E, Provides>)
+    /** Fork with the entered contexts, tracked for the drain; `onDone` runs when the fiber ends (one observer). */
+    const fork = <A, E>(effect: Effect.Effect<A, E, any>, onDone?: () => void): Fiber.RuntimeFiber<A, E> => {
+      const fiber = runFork!(effect as Effect.Effect<A, E, Provides>)
       const tracked = fiber as Fiber.RuntimeFiber<unknown, unknown>
       inflight.add(tracked)
-      fiber.addObserver(() => inflight.delete(tracked))
+      fiber.addObserver(() => {
+        inflight.delete(tracked)
+        onDone?.()
+      })
       return fiber
     }
 
@@ -879,6 +882,7 @@ export const start = <Provides, E, Remotes extends Remote.Definition>(
           Effect.provide(built.value),
           Effect.locally(WorkerContext.currentRegistry, registry)
         )
+        runFork = Runtime.runFork(runtime)
         yield* makeBatchers(built.value)
         if (options.benchmark !== false) {
           yield* setPhase("benchmarking")
