@@ -79,9 +79,10 @@ export const load = (settings: {
 }): Effect.Effect<Credentials, TlsConfigInvalid> =>
   Effect.gen(function* () {
     const { certPath, keyPath } = settings
-    const [cert, key] = yield* Effect.all([readPem("WORKER_TLS_CERT", certPath), readPem("WORKER_TLS_KEY", keyPath)], {
-      concurrency: 2
-    })
+    // One after the other: when both are missing, the certificate is the one named, every time (read at once, the
+    // first read to fail won, and the error depended on the machine's load).
+    const cert = yield* readPem("WORKER_TLS_CERT", certPath)
+    const key = yield* readPem("WORKER_TLS_KEY", keyPath)
     const x509 = yield* check("WORKER_TLS_CERT", certPath, () => new crypto.X509Certificate(cert))
     const privateKey = yield* check("WORKER_TLS_KEY", keyPath, () => crypto.createPrivateKey(key))
     if (!x509.checkPrivateKey(privateKey)) {

@@ -604,12 +604,14 @@ export const start = <Provides, E, Remotes extends Remote.Definition>(
       payload: unknown,
       internal: boolean
     ): Effect.Effect<unknown, RemoteFailure | CallTimeout | WorkerUnavailable> =>
-      Effect.suspend(() => {
+      Effect.suspend((): Effect.Effect<unknown, RemoteFailure | CallTimeout | WorkerUnavailable> => {
         const admitted = admit(entry, payload, internal)
         if (Either.isLeft(admitted)) return Effect.fail(admitted.left)
-        return runForked<unknown, RemoteFailure | CallTimeout | WorkerUnavailable>(
-          execute(entry, payload, admitted.right)
-        )
+        // As the HTTP pipeline starts a call: a complete Effect is its own exit, anything else runs in a fiber of the
+        // worker's (with the entered contexts, not the caller's FiberRefs), and interrupting the caller interrupts it.
+        const started = startCall(entry, payload, admitted.right)
+        if (Exit.isExit(started)) return started
+        return Effect.flatten(Fiber.await(started)).pipe(Effect.onInterrupt(() => Fiber.interrupt(started)))
       })
 
     const callUnary = (remote: Remote.Any, payload: unknown, internal = false) => {
