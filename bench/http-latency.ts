@@ -2,11 +2,16 @@
  * `POST /remote/square` over loopback: `Worker.serve` of the `square` deployment from the compiled package (dist/, built
  * by `npm run bench:http` first: what users run) against a plain `node:http` server doing the same JSON work
  * (bench/servers/plain.mjs), each in a child process of its own run by node itself (no TypeScript loader: under tsx
- * the worker's per-call CPU was several times higher), the load generated here. Two figures per server, and the ratio worker/plain (issue 7's targets):
+ * the worker's per-call CPU was several times higher), the load generated here. Two figures per server, and the ratio
+ * worker/plain (issue 7's targets):
  *
  * - throughput at 64 keep-alive connections, with autocannon (target: worker >= 0.7x plain);
  * - latency at 1 connection, sequential, in microseconds, with a keep-alive `http.request` loop (autocannon's
  *   histogram is too coarse near 100 us) (target: p50 worker <= 1.3x plain).
+ *
+ * The `square` handler is `Effect.succeed(x * x)`: complete when it returns, so it is answered without a fiber. A
+ * second worker serves the same remote with `Effect.sync(() => x * x)`, which needs one (as most real handlers do): its
+ * ratios are printed beside the targets' ("with a fiber").
  *
  * The servers alternate over a few short rounds, so neither gets all of a quiet or a busy machine; each figure is the
  * median over the rounds, each ratio the median of the rounds' ratios (the two servers of a round run back to back).
@@ -17,7 +22,7 @@
  *   npm run bench:http -- [--rounds 5] [--duration 2] [--sequential 1500] [--connections 64] [--platform]
  *                         [--profile <dir>]
  *
- * `--platform` adds a third server: a bare @effect/platform HttpRouter route doing the same work. `--profile <dir>`
+ * `--platform` adds a fourth server: a bare @effect/platform HttpRouter route doing the same work. `--profile <dir>`
  * runs the worker's child with `--cpu-prof` (open the .cpuprofile in Chrome DevTools or speedscope).
  */
 import autocannon from "autocannon"
@@ -438,13 +443,15 @@ const main = async () => {
         connections: CONNECTIONS,
         sequentialPerRound: SEQUENTIAL,
         loadGenerator: `autocannon ${autocannonVersion()} (throughput), keep-alive node:http loop (latency)`,
-        aggregate: "figures: median over rounds; ratios: median of the rounds' worker/plain ratios"
+        aggregate: "figures: median over rounds; ratios: median of the rounds' worker/plain ratios",
+        handlers: "worker: Effect.succeed(x * x) (complete: no fiber); fiber handler: Effect.sync(() => x * x)"
       },
       ratio: ratios,
       targets,
       met,
       plainNodeHttp: plain,
       workerServe: worker,
+      workerServeFiberHandler: fiber,
       ...(platform ? { platformHttpRouter: platform } : {})
     }
     const file = Path.join(ROOT, "bench", "results", "http-latency.json")
