@@ -76,8 +76,12 @@ export class Recorder {
     if (seconds === undefined) return
     counters.latencyCount++
     counters.latencySum += seconds
-    const i = latencyBuckets.findIndex((bound) => seconds <= bound)
-    if (i >= 0) counters.buckets[i] = (counters.buckets[i] ?? 0) + 1
+    for (let i = 0; i < latencyBuckets.length; i++) {
+      if (seconds <= latencyBuckets[i]!) {
+        counters.buckets[i] = (counters.buckets[i] ?? 0) + 1
+        break
+      }
+    }
   }
 }
 

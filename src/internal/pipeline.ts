@@ -441,7 +441,7 @@ const bySchema = (
 ): Encoded => (sync !== undefined ? then(sync) : { _tag: "Async", effect: Effect.map(Effect.either(async()), then) })
 
 /** A plain call's answer body: `{"result": {"ok": ...}}` or `{"result": {"err": ...}}`. */
-const resultOk = (ok: wire.Json): string => JSON.stringify({ result: { ok } })
+const resultOk = (ok: wire.Json): string => `{"result":{"ok":${JSON.stringify(ok)}}}`
 const resultErr = (err: wire.Json): string => JSON.stringify({ result: { err } })
 
 /** A stream answer's lines (ndjson.ts): `{"item": ...}` per element, `{"err": ...}` for its declared error. */
@@ -452,27 +452,38 @@ const errLine = (err: wire.Json): string => JSON.stringify({ err }) + "\n"
  * The success body: the value by the remote's success schema, then in the wire's value encoding, framed by `frame`
  * (for a stream remote, one element's line).
  */
-const encodeOk = (entry: Entry, value: unknown, frame: (ok: wire.Json) => string = resultOk): Encoded =>
-  bySchema(
-    entry.encodeSuccessSync(value),
-    () => entry.encodeSuccess(value),
-    (encoded) => {
-      if (Either.isLeft(encoded)) {
-        const what =
-          entry.remote.kind === "stream"
-            ? "an element does not match the remote's element schema"
-            : "the result does not match the remote's success schema"
-        return unencodable(entry, what, encoded.left)
-      }
-      try {
-        const body = frame(wire.encodeValueUnsafe(encoded.right))
-        return { _tag: "Done", answer: { outcome: "ok", body } }
-      } catch (e) {
-        if (e instanceof WireEncodeError) return unencodable(entry, e.message, e)
-        throw e
-      }
+const encodeOk = (entry: Entry, value: unknown, frame: (ok: wire.Json) => string = resultOk): Encoded => {
+  const sync = entry.encodeSuccessSync(value)
+  // A Schema with an async step: the same, in a fiber.
+  if (sync === undefined)
+    return {
+      _tag: "Async",
+      effect: Effect.map(Effect.either(entry.encodeSuccess(value)), (r) => okBody(entry, r, frame))
     }
-  )
+  return okBody(entry, sync, frame)
+}
+
+/** The success body from the success schema's encoding, in the wire's value encoding, framed. */
+const okBody = (
+  entry: Entry,
+  encoded: Either.Either<unknown, ParseResult.ParseError>,
+  frame: (ok: wire.Json) => string
+): Encoded => {
+  if (Either.isLeft(encoded)) {
+    const what =
+      entry.remote.kind === "stream"
+        ? "an element does not match the remote's element schema"
+        : "the result does not match the remote's success schema"
+    return unencodable(entry, what, encoded.left)
+  }
+  try {
+    const body = frame(wire.encodeValueUnsafe(encoded.right))
+    return { _tag: "Done", answer: { outcome: "ok", body } }
+  } catch (e) {
+    if (e instanceof WireEncodeError) return unencodable(entry, e.message, e)
+    throw e
+  }
+}
 
 /**
  * The remote's declared error as the reference sends it: 200 with `{"result": {"err": <obj>}}`, as a Python built-in

@@ -83,9 +83,12 @@ export const errorBody = (error: ServeError): string => {
   return JSON.stringify(out)
 }
 
+/** Shared by every JSON answer without headers of its own (`write` copies what it sends). */
+const jsonHeaders: Readonly<Record<string, string>> = Object.freeze({ "content-type": JSON_TYPE })
+
 const json = (status: number, body: string, headers?: Record<string, string>): Response => ({
   status,
-  headers: headers === undefined ? { "content-type": JSON_TYPE } : { "content-type": JSON_TYPE, ...headers },
+  headers: headers === undefined ? jsonHeaders : { "content-type": JSON_TYPE, ...headers },
   body
 })
 

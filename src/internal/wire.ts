@@ -509,7 +509,10 @@ const encodeErrorAt = (error: unknown, path: string, depth: number, state: Encod
 
 /** Encode a value for the wire; throws `WireEncodeError` (the call pipeline's synchronous form). @internal */
 export const encodeValueUnsafe = (value: unknown, options?: EncodeOptions): Json =>
-  encodeAt(value, "$", 0, makeState(options))
+  // A string or a finite number is sent as it is (the usual answer: no state to make for it).
+  typeof value === "string" || (typeof value === "number" && Number.isFinite(value) && !Object.is(value, -0))
+    ? value
+    : encodeAt(value, "$", 0, makeState(options))
 
 /** Encode an error for the wire; throws `WireEncodeError`. @internal */
 export const encodeErrorUnsafe = (error: unknown, options?: EncodeOptions): Json => {
