@@ -12,7 +12,9 @@
  * 5. responsiveness: `GET /health` latency while 8 detects are in flight over HTTP, from another process, against a
  *    worker that runs `detect` on its own thread (the layout before threads); target: p99 <= 50 ms.
  *
- *   npx tsx bench/vision.ts [startups=3] [calls=16]
+ *   npx tsx bench/vision.ts [startups=3] [calls=16] [--only startup|throughput|wasm|http]
+ *
+ * `--only` runs one part (and its target) and writes bench/results/vision-<part>.json instead of vision.json.
  *
  * The machine may be shared: every figure is printed with the 1-minute load average when it was taken. Writes
  * bench/results/vision.json.
@@ -27,8 +29,29 @@ import { Worker, WorkerContext } from "../src/index.js"
 import { makeVisionWorker, sampleBytes, VisionThreads } from "../examples/vision-worker/app.js"
 import { Detect } from "../examples/vision-worker/protocol.js"
 
-const startups = Number(process.argv[2] ?? 3)
-const calls = Number(process.argv[3] ?? 16)
+const parts = ["startup", "throughput", "wasm", "http"] as const
+type Part = (typeof parts)[number]
+const parseArgs = (argv: ReadonlyArray<string>) => {
+  const positional: Array<number> = []
+  let only: Part | undefined
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!
+    const value = arg === "--only" ? argv[++i] : arg.startsWith("--only=") ? arg.slice("--only=".length) : undefined
+    if (value !== undefined || arg === "--only") {
+      if (!(parts as ReadonlyArray<string>).includes(value ?? "")) {
+        throw new Error(`--only takes one of ${parts.join(", ")}, got ${JSON.stringify(value ?? null)}`)
+      }
+      only = value as Part
+    } else if (/^\d+$/.test(arg) && Number(arg) > 0) {
+      positional.push(Number(arg))
+    } else {
+      throw new Error(`unknown argument ${JSON.stringify(arg)}: expected [startups] [calls] [--only <part>]`)
+    }
+  }
+  return { startups: positional[0] ?? 3, calls: positional[1] ?? 16, only }
+}
+const { calls, only, startups } = parseArgs(process.argv.slice(2))
+const runs = (part: Part): boolean => only === undefined || only === part
 const inFlight = 8
 
 const round = (n: number, digits = 1): number => Math.round(n * 10 ** digits) / 10 ** digits
@@ -175,37 +198,92 @@ const detects = (worker: Worker.Worker<any, any>, vision: ReturnType<typeof make
     }).pipe(Effect.map(() => performance.now() - t0))
   })
 
+/**
+ * Where a thread's start-up went, from the worker's report: from the pool starting to the thread's first context
+ * starting to enter (spawning the thread and importing its module), then each of its contexts.
+ */
+const threadPhases = (report: { readonly contexts: ReadonlyArray<ContextLine> }, pool: string) => {
+  const start = report.contexts.find((c) => c.key === pool)?.enterStartedAt ?? Number.NaN
+  const byThread = new Map<string, Array<ContextLine>>()
+  for (const c of report.contexts) {
+    const match = new RegExp(`^${pool}/(\\d+)/(.+)$`).exec(c.key)
+    if (match !== null) byThread.set(match[1]!, [...(byThread.get(match[1]!) ?? []), { ...c, key: match[2]! }])
+  }
+  return [...byThread.values()].map((contexts) => {
+    const first = Math.min(...contexts.map((c) => c.enterStartedAt ?? Number.NaN))
+    const last = Math.max(...contexts.map((c) => c.enterEndedAt ?? Number.NaN))
+    return {
+      "spawn + import": first - start,
+      "all contexts": last - first,
+      ...Object.fromEntries(contexts.map((c) => [c.key.replace(/^.*\//, ""), c.enterMillis ?? Number.NaN]))
+    } as Record<string, number>
+  })
+}
+interface ContextLine {
+  readonly key: string
+  readonly enterStartedAt?: number | undefined
+  readonly enterEndedAt?: number | undefined
+  readonly enterMillis?: number | undefined
+  readonly notes: ReadonlyArray<string>
+}
+
 const startup = Effect.gen(function* () {
   console.log(`\n1. start-up, ${startups} times each, alternating (benchmark off)`)
   const ready: Record<1 | 2, Array<number>> = { 1: [], 2: [] }
+  const cpu: Record<1 | 2, Array<number>> = { 1: [], 2: [] }
   const rss: Record<1 | 2, Array<number>> = { 1: [], 2: [] }
+  const phases: Record<1 | 2, Array<Record<string, number>>> = { 1: [], 2: [] }
   let perThread: Array<string> = []
   for (let i = 0; i < startups; i++) {
     for (const threads of [1, 2] as const) {
+      // The process's CPU time (every thread of it, V8's background threads included) from start to ready
+      const cpu0 = process.cpuUsage()
       const readyMs = yield* withWorker({ threads }, (worker, _, readyMs) =>
         Effect.map(worker.report, (report) => {
+          const used = process.cpuUsage(cpu0)
+          cpu[threads].push((used.user + used.system) / 1000)
           perThread = report.contexts.map(
             (c) => `${c.key} ${c.enterMillis ?? "-"} ms${c.notes.length > 0 ? ` [${c.notes.join("; ")}]` : ""}`
           )
+          phases[threads].push(...threadPhases(report, VisionThreads.key))
           // The threads' heaps and wasm memories are part of this process
           rss[threads].push(process.memoryUsage().rss / 2 ** 20)
           return readyMs
         })
       )
       ready[threads].push(readyMs)
-      console.log(`  ${threads} thread${threads === 1 ? "" : "s"}: ready in ${round(readyMs)} ms (load ${load()})`)
+      console.log(
+        `  ${threads} thread${threads === 1 ? "" : "s"}: ready in ${round(readyMs)} ms, CPU ${round(
+          cpu[threads].at(-1)!
+        )} ms (load ${load()})`
+      )
     }
   }
   console.log(`  last 2-thread start-up, per context:\n    ${perThread.join("\n    ")}`)
+  const medianPhases = (rows: ReadonlyArray<Record<string, number>>) =>
+    Object.fromEntries(Object.keys(rows[0] ?? {}).map((k) => [k, round(median(rows.map((r) => r[k]!)))]))
+  const breakdown = { "1 thread": medianPhases(phases[1]), "2 threads (each)": medianPhases(phases[2]) }
+  console.log("  per thread, median ms (spawn + import: from the pool starting to the first context entering):")
+  console.table(breakdown)
   const control = yield* parallelism("after the start-ups")
   const one = record("start-up, 1 thread (median)", median(ready[1]), "ms")
   const two = record("start-up, 2 threads (median)", median(ready[2]), "ms")
+  const cpuOne = record("CPU time of the process during start-up, 1 thread (median)", median(cpu[1]), "ms")
+  const cpuTwo = record("CPU time of the process during start-up, 2 threads (median)", median(cpu[2]), "ms")
+  // Above 1, one thread's start-up already keeps more than one core busy (V8's background compilation and GC, the
+  // TypeScript loader's thread): two of them cannot both have that second core
+  const coresOne = record("cores busy during a 1-thread start-up (CPU time / wall time)", cpuOne / one, "x")
   const rssOne = record("process RSS when ready, 1 thread (median)", median(rss[1]), "MiB")
   const rssTwo = record("process RSS when ready, 2 threads (median)", median(rss[2]), "MiB")
   return {
     one,
     two,
     ratio: record("start-up 2 threads / 1 thread", two / one, "x"),
+    cpuOne,
+    cpuTwo,
+    cpuRatio: record("start-up CPU time, 2 threads / 1 thread", cpuTwo / cpuOne, "x"),
+    coresOne,
+    breakdown,
     rssOne,
     rssTwo,
     perThreadMiB: record("memory of one more thread (RSS difference)", rssTwo - rssOne, "MiB"),
@@ -246,7 +324,6 @@ const throughput = Effect.gen(function* () {
     }
   }
   const control = yield* parallelism("after the throughput runs")
-  const processes = yield* processControl
   const one = record("throughput, 1 thread (best of 2)", Math.max(...perSecond[1]), "detects/s")
   const two = record("throughput, 2 threads (best of 2)", Math.max(...perSecond[2]), "detects/s")
   const ratio = record("throughput 2 threads / 1 thread", two / one, "x")
@@ -255,7 +332,7 @@ const throughput = Effect.gen(function* () {
   record("detect through the worker (worker.call: + payload decode, admission)", overhead.callMs, "ms")
   const poolRatio = record("pool round trip / inside the thread", overhead.roundTripMs / overhead.handlerMs, "x")
   const callRatio = record("worker.call / inside the thread", overhead.callMs / overhead.handlerMs, "x")
-  return { one, two, ratio, control, processes, overhead, poolRatio, callRatio }
+  return { one, two, ratio, control, overhead, poolRatio, callRatio }
 })
 
 const wasmThreads = Effect.gen(function* () {
@@ -387,43 +464,63 @@ const program = Effect.gen(function* () {
       .join(" ")}`
   )
   yield* parallelism("at the start")
-  const start = yield* startup
-  const through = yield* throughput
-  const wasm = yield* wasmThreads
-  const http = yield* responsiveness
+  const start = runs("startup") ? yield* startup : undefined
+  const through = runs("throughput") ? yield* throughput : undefined
+  // The same work in 2 processes vs 1: the control of both the start-up and the throughput ratios
+  const processes = start !== undefined || through !== undefined ? yield* processControl : undefined
+  const wasm = runs("wasm") ? yield* wasmThreads : undefined
+  const http = runs("http") ? yield* responsiveness : undefined
 
   const targets = [
-    {
-      target: "/health p99 <= 50 ms during 8 detects",
-      value: round(http["threads"]!.p99),
-      met: http["threads"]!.p99 <= 50
-    },
-    {
-      target: "throughput 2 threads >= 1.6x 1 thread",
-      value: round(through.ratio, 3),
-      met: through.ratio >= 1.6,
-      control: round(through.control, 3),
-      processes: round(through.processes.throughput, 3)
-    },
-    {
-      target: "start-up 2 threads <= 1.3x 1 thread",
-      value: round(start.ratio, 3),
-      met: start.ratio <= 1.3,
-      control: round(start.control, 3),
-      processes: round(through.processes.startup, 3)
-    },
-    {
-      target: "detect through the pool <= 1.1x inside the thread",
-      value: round(through.poolRatio, 3),
-      met: through.poolRatio <= 1.1
-    }
+    ...(http === undefined
+      ? []
+      : [
+          {
+            target: "/health p99 <= 50 ms during 8 detects",
+            value: round(http["threads"]!.p99),
+            met: http["threads"]!.p99 <= 50
+          }
+        ]),
+    ...(through === undefined
+      ? []
+      : [
+          {
+            target: "throughput 2 threads >= 1.6x 1 thread",
+            value: round(through.ratio, 3),
+            met: through.ratio >= 1.6,
+            control: round(through.control, 3),
+            processes: round(processes!.throughput, 3)
+          }
+        ]),
+    ...(start === undefined
+      ? []
+      : [
+          {
+            target: "start-up 2 threads <= 1.3x 1 thread",
+            value: round(start.ratio, 3),
+            met: start.ratio <= 1.3,
+            control: round(start.control, 3),
+            processes: round(processes!.startup, 3)
+          }
+        ]),
+    ...(through === undefined
+      ? []
+      : [
+          {
+            target: "detect through the pool <= 1.1x inside the thread",
+            value: round(through.poolRatio, 3),
+            met: through.poolRatio <= 1.1
+          }
+        ])
   ]
   const wasmVerdict =
-    wasm === undefined
-      ? "wasm backend threads unavailable"
-      : wasm.perSecond > through.two
-        ? `wasm's own threads give more throughput (${round(wasm.perSecond, 2)} vs ${round(through.two, 2)} detects/s)`
-        : `2 pool threads give more throughput (${round(through.two, 2)} vs ${round(wasm.perSecond, 2)} detects/s with wasm's own 2 threads)`
+    !runs("wasm") || through === undefined
+      ? undefined
+      : wasm === undefined
+        ? "wasm backend threads unavailable"
+        : wasm.perSecond > through.two
+          ? `wasm's own threads give more throughput (${round(wasm.perSecond, 2)} vs ${round(through.two, 2)} detects/s)`
+          : `2 pool threads give more throughput (${round(through.two, 2)} vs ${round(wasm.perSecond, 2)} detects/s with wasm's own 2 threads)`
   console.log(
     `\ntargets (load average now ${os
       .loadavg()
@@ -431,7 +528,7 @@ const program = Effect.gen(function* () {
       .join(" ")}):`
   )
   console.table(targets)
-  console.log(wasmVerdict)
+  if (wasmVerdict !== undefined) console.log(wasmVerdict)
 
   const result = {
     date: new Date().toISOString(),
@@ -444,13 +541,15 @@ const program = Effect.gen(function* () {
     inFlight,
     targets,
     wasmVerdict,
+    only,
     startup: start,
-    throughput: through,
+    throughput: through === undefined ? undefined : { ...through, processes },
+    processes,
     wasmThreads: wasm,
     http,
     rows
   }
-  const out = path.join(import.meta.dirname, "results", "vision.json")
+  const out = path.join(import.meta.dirname, "results", only === undefined ? "vision.json" : `vision-${only}.json`)
   fs.mkdirSync(path.dirname(out), { recursive: true })
   fs.writeFileSync(out, JSON.stringify(result, null, 2) + "\n")
   console.log(`written to ${path.relative(process.cwd(), out)}`)
