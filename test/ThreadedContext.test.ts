@@ -3,6 +3,8 @@ import * as Transferable from "@effect/platform/Transferable"
 import { Cause, Context, Duration, Effect, Exit, Fiber, Schema, TestClock } from "effect"
 import { Deployment, Remote, ThreadedContext, Worker, WorkerContext } from "../src/index.js"
 import { CallTimeout, StartupFailed, ThreadFailed } from "../src/WorkerError.js"
+import { esmUrl } from "../src/internal/threadPool.js"
+import { Preloaded } from "./fixtures/thread-preload.js"
 import {
   Block,
   Crash,
@@ -312,4 +314,31 @@ describe("ThreadedContext", () => {
       expect(setup({ threads: 2 }).PoolLive.threads()).toBe(2)
     })
   )
+
+  it.scoped("imports effect in a TypeScript thread before its loader, and its modules share that one instance", () =>
+    Effect.gen(function* () {
+      class Preload extends Context.Tag("Preload")<Preload, ThreadedContext.Pool<Preloaded>>() {}
+      const PreloadLive = ThreadedContext.make(Preload, {
+        module: new URL("./fixtures/thread-preload.js", import.meta.url),
+        threads: 1
+      })
+      const report = yield* Effect.flatMap(Preload, (pool) => pool.execute(new Preloaded())).pipe(
+        Effect.provide(PreloadLive)
+      )
+      // The ESM build, as Node resolves `effect` for an import (not the CommonJS one `require` would find)
+      expect(report.effectUrl).toMatch(/\/node_modules\/effect\/dist\/esm\/index\.js$/)
+      expect(report.preloaded).toEqual([report.effectUrl])
+      expect(report.same).toBe(true)
+    })
+  )
+
+  it("resolves a package as Node's ESM loader does (exports conditions, else main)", () => {
+    const from = import.meta.url
+    expect(esmUrl("effect", from)).toMatch(/\/effect\/dist\/esm\/index\.js$/)
+    expect(esmUrl("@effect/platform/Transferable", from)).toMatch(/\/@effect\/platform\/dist\/esm\/Transferable\.js$/)
+    // No exports map: main, never the bundlers' "module"
+    expect(esmUrl("@tensorflow/tfjs-core", from)).toMatch(/\/tfjs-core\/dist\/tf-core\.node\.js$/)
+    expect(esmUrl("effect/NoSuchModule", from)).toBeUndefined()
+    expect(esmUrl("no-such-package-anywhere", from)).toBeUndefined()
+  })
 })
