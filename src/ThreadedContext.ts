@@ -123,7 +123,11 @@ export interface Options {
   readonly threads?: number | (() => number) | undefined
   /** Given to every thread (structured-cloned), as the `data` of `ThreadedContext.thread`. */
   readonly data?: unknown
-  /** Node options for the threads, besides the parent process's (e.g. `["--max-old-space-size=4096"]`). */
+  /**
+   * Node options for the threads, besides the parent process's (e.g. `["--enable-source-maps"]`). V8 options (such as
+   * `--max-old-space-size`) apply to the whole process, threads included: `Worker` refuses them here, and the parent's
+   * own are left out of the threads' options for that reason.
+   */
   readonly execArgv?: ReadonlyArray<string> | undefined
   /** Fail start-up (and roll back every thread) when entering takes longer. No default. */
   readonly enterTimeout?: Duration.DurationInput | undefined

@@ -4,6 +4,7 @@ import { Cause, Context, Duration, Effect, Exit, Fiber, Schema, TestClock } from
 import { Deployment, Remote, ThreadedContext, Worker, WorkerContext } from "../src/index.js"
 import { CallTimeout, StartupFailed, ThreadFailed } from "../src/WorkerError.js"
 import { esmUrl } from "../src/internal/threadPool.js"
+import { spawnWorker } from "./fixtures/child.js"
 import { Preloaded } from "./fixtures/thread-preload.js"
 import {
   Block,
@@ -341,4 +342,20 @@ describe("ThreadedContext", () => {
     expect(esmUrl("effect/NoSuchModule", from)).toBeUndefined()
     expect(esmUrl("no-such-package-anywhere", from)).toBeUndefined()
   })
+
+  it.effect(
+    "starts threads in a process run with V8 options, which Worker refuses and the threads inherit anyway",
+    () =>
+      Effect.promise(async () => {
+        const child = spawnWorker([
+          "--max-old-space-size=2048",
+          "--expose-gc",
+          "--import",
+          "tsx",
+          "test/fixtures/thread-flags.ts"
+        ])
+        expect(await child.exited).toBe(0)
+        expect(child.output()).toContain("the thread answered (one effect: true)")
+      })
+  )
 })

@@ -259,10 +259,36 @@ const inheritedExecArgv = (): Array<string> => {
   return out
 }
 
+/**
+ * The parent's options a thread may take. `Worker` refuses V8 options and per-process ones (`--max-old-space-size`,
+ * `--stack-size`, `--expose-gc`, ...) with `ERR_WORKER_INVALID_EXEC_ARGV`, and every thread inherits those from the
+ * process anyway: learnt from the first refusal, then left out of every later thread.
+ */
+let refusedByWorker: ReadonlySet<string> = new Set()
+
+const refusedFlags = (u: unknown): ReadonlyArray<string> | undefined => {
+  if ((u as { code?: unknown } | null)?.code !== "ERR_WORKER_INVALID_EXEC_ARGV") return undefined
+  const listed = /flags: (.*)$/s.exec((u as Error).message)?.[1]
+  return listed === undefined ? undefined : listed.split(", ")
+}
+
 /** Start one thread on the entry module (through the tsx bootstrap when TypeScript is involved). */
 const launch = (data: ThreadData, execArgv: ReadonlyArray<string>): NodeWorker => {
+  const inherited = inheritedExecArgv()
+  const construct = () => spawnWorker(data, [...inherited.filter((a) => !refusedByWorker.has(a)), ...execArgv])
+  try {
+    return construct()
+  } catch (u) {
+    // Only the inherited options are dropped: a refused option of the threaded context's own is its error to report
+    const refused = refusedFlags(u)?.filter((flag) => inherited.includes(flag) && !refusedByWorker.has(flag))
+    if (refused === undefined || refused.length === 0) throw u
+    refusedByWorker = new Set([...refusedByWorker, ...refused])
+    return construct()
+  }
+}
+
+const spawnWorker = (data: ThreadData, argv: Array<string>): NodeWorker => {
   const entry = threadEntry()
-  const argv = [...inheritedExecArgv(), ...execArgv]
   if (!entry.typescript && !isTypeScript(data.module)) {
     return new NodeWorker(entry.url, { workerData: data, execArgv: argv })
   }
