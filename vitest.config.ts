@@ -9,7 +9,8 @@ export default defineConfig({
     // tsx; the package's `exports` point at the build in dist/, which only `npm pack` makes.
     alias: [
       { find: /^effect-deployments$/, replacement: src("index.ts") },
-      { find: /^effect-deployments\/tfjs$/, replacement: src("tfjs/index.ts") }
+      { find: /^effect-deployments\/tfjs$/, replacement: src("tfjs/index.ts") },
+      { find: /^effect-deployments\/thread$/, replacement: src("thread.ts") }
     ]
   },
   test: {

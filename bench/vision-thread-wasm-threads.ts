@@ -4,7 +4,7 @@
  */
 import { Context, Effect } from "effect"
 import { workerData } from "node:worker_threads"
-import { ThreadedContext, WorkerContext } from "../src/index.js"
+import { ThreadedContext, WorkerContext } from "../src/thread.js"
 import { Tfjs } from "../src/tfjs/index.js"
 import { contexts, handlers } from "../examples/vision-worker/thread.js"
 import { VisionRequest } from "../examples/vision-worker/protocol.js"

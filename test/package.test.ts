@@ -36,7 +36,15 @@ describe("the packed package, installed in a fresh project", () => {
     const files = Fs.readdirSync(Path.join(project, "node_modules", "effect-deployments")).sort()
     expect(files).toEqual(["README.md", "bin", "dist", "package.json", "src"])
     const dist = Path.join(project, "node_modules", "effect-deployments", "dist")
-    for (const file of ["index.js", "index.d.ts", "index.js.map", "tfjs/index.js", "tfjs/index.d.ts"]) {
+    for (const file of [
+      "index.js",
+      "index.d.ts",
+      "index.js.map",
+      "thread.js",
+      "thread.d.ts",
+      "tfjs/index.js",
+      "tfjs/index.d.ts"
+    ]) {
       expect(Fs.existsSync(Path.join(dist, file)), file).toBe(true)
     }
   })
@@ -50,12 +58,13 @@ describe("the packed package, installed in a fresh project", () => {
     expect(diskUsage(Path.join(project, "node_modules"))).toBeLessThan(100 * 1024 * 1024)
   })
 
-  it("imports in plain node: the root, and the tfjs subpath without TensorFlow.js installed", async () => {
+  it("imports in plain node: the root, the thread subpath, and the tfjs one without TensorFlow.js installed", async () => {
     const ran = await node(["imports.mjs"])
     expect(ran.stderr).toBe("")
     expect(ran.stdout).toContain(
       "root: App,Benchmark,ContextNotFoundError,Deployment,Remote,Session,ThreadedContext,Wire,Worker,WorkerClient,WorkerContext,WorkerError,WorkerTest"
     )
+    expect(ran.stdout).toContain("thread: ThreadedContext,WorkerContext,WorkerError")
     expect(ran.stdout).toContain("tfjs: Tfjs,TfjsError,Vision")
   })
 

@@ -3,7 +3,8 @@
  * (moved to the thread, not copied) and its typed answer. Imported by both sides: app.ts (main thread) and thread.ts.
  */
 import { Schema } from "effect"
-import { ThreadedContext, WorkerError } from "effect-deployments"
+// Imported by the threads too: the thread subpath keeps the server and the client out of them
+import { ThreadedContext, WorkerError } from "effect-deployments/thread"
 import { Vision } from "effect-deployments/tfjs"
 
 /** Decode `image`, run CenterNet, return the labelled boxes in source pixels, best first. */

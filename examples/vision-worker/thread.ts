@@ -4,7 +4,8 @@
  * `Antispoof` entirely in the thread: decoding the image, inference and post-processing. The main thread (app.ts) only moves bytes in and results out.
  */
 import { Effect, Either } from "effect"
-import { ThreadedContext } from "effect-deployments"
+// The thread subpath, not the root: every thread imports this module's whole graph, and needs no server or client
+import { ThreadedContext } from "effect-deployments/thread"
 import { Tfjs, Vision } from "effect-deployments/tfjs"
 import { Antispoof, AntispoofLive, Centernet, CenternetLive, Movenet, MovenetLive } from "./models.js"
 import { VisionRequest } from "./protocol.js"
