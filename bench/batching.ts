@@ -20,13 +20,13 @@
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import { NodeRuntime } from "@effect/platform-node"
 import { Context, Effect, Either, Layer, Schema } from "effect"
-import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { Antispoof, AntispoofLive, antispoofPath, sampleBytes } from "../examples/vision-worker/models.js"
 import { Deployment, Remote, Worker, WorkerClient, WorkerError } from "../src/index.js"
 import { Tfjs, Vision } from "../src/tfjs/index.js"
 import jpeg from "jpeg-js"
+import * as Results from "./results.js"
 
 const callers = Number(process.argv[2] ?? 16)
 const seconds = Number(process.argv[3] ?? 6)
@@ -313,9 +313,6 @@ const main = Effect.gen(function* () {
 
   const backend = autoReport.contexts.find((c) => c.key === Tfjs.Backend.key)?.notes[0] ?? "?"
   const out = {
-    date: new Date().toISOString(),
-    node: process.version,
-    cores: os.cpus().length,
     backend,
     loadavgBefore: loadBefore,
     loadavgAfter: load(),
@@ -327,8 +324,7 @@ const main = Effect.gen(function* () {
     underLoad: loads,
     ratios
   }
-  const file = path.join(path.dirname(new URL(import.meta.url).pathname), "results", "batching.json")
-  fs.writeFileSync(file, JSON.stringify(out, null, 2) + "\n")
+  const file = Results.write("batching", out)
   console.log(`written: ${path.relative(process.cwd(), file)}`)
 })
 

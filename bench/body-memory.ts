@@ -15,6 +15,7 @@ import * as Http from "node:http"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { DEFAULT_MAX_BODY_SIZE } from "../src/WorkerConfig.js"
+import * as Results from "./results.js"
 
 const LIMIT = Number(process.argv[2] ?? DEFAULT_MAX_BODY_SIZE)
 const MiB = 1024 * 1024
@@ -100,22 +101,11 @@ console.log(
   `maxBodySize ${LIMIT} bytes (${(LIMIT / MiB).toFixed(1)} MiB); load average ` +
     `${loadBefore.map((l) => l.toFixed(2)).join(" ")} (before), ${loadAfter.map((l) => l.toFixed(2)).join(" ")} (after)`
 )
-const file = Path.join(import.meta.dirname, "results", "body-memory.json")
-Fs.writeFileSync(
-  file,
-  JSON.stringify(
-    {
-      date: new Date().toISOString(),
-      node: process.version,
-      cpus: Os.cpus().length,
-      loadavgBefore: loadBefore,
-      loadavgAfter: loadAfter,
-      maxBodySize: LIMIT,
-      unit: "MiB",
-      cases: results
-    },
-    null,
-    2
-  ) + "\n"
-)
+const file = Results.write("body-memory", {
+  loadavgBefore: loadBefore,
+  loadavgAfter: loadAfter,
+  maxBodySize: LIMIT,
+  unit: "MiB",
+  cases: results
+})
 console.log(`wrote ${Path.relative(process.cwd(), file)}`)

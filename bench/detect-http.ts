@@ -18,13 +18,13 @@
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Effect } from "effect"
-import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { parseArgs } from "node:util"
 import { makeVisionWorker, sampleBytes } from "../examples/vision-worker/app.js"
 import * as Worker from "../src/Worker.js"
 import * as WorkerClient from "../src/WorkerClient.js"
+import * as Results from "./results.js"
 
 const { values: args } = parseArgs({
   options: {
@@ -99,32 +99,21 @@ const program = Effect.gen(function* () {
       `${round(overHttp / inProcess, 3)}x, +${round(overHttp - inProcess)} ms; target <= ${TARGET}x: ` +
       `${ratio <= TARGET ? "met" : "NOT met"}); load average ${loadBefore.join(" ")} -> ${loadAfter.join(" ")}`
   )
-  const file = Path.join(import.meta.dirname, "results", "detect-http.json")
-  Fs.writeFileSync(
-    file,
-    JSON.stringify(
-      {
-        date: new Date().toISOString(),
-        node: process.version,
-        cpus: Os.cpus().length,
-        loadavg: { before: loadBefore, after: loadAfter },
-        settings: {
-          calls: CALLS,
-          threads: THREADS,
-          imageBytes: image.length,
-          client: "WorkerClient over NodeHttpClient"
-        },
-        medianMs: { inProcess: round(inProcess, 2), overHttp: round(overHttp, 2) },
-        ratio,
-        ratioOfMedians: round(overHttp / inProcess, 3),
-        target: TARGET,
-        met: ratio <= TARGET,
-        times
-      },
-      null,
-      2
-    ) + "\n"
-  )
+  const file = Results.write("detect-http", {
+    loadavg: { before: loadBefore, after: loadAfter },
+    settings: {
+      calls: CALLS,
+      threads: THREADS,
+      imageBytes: image.length,
+      client: "WorkerClient over NodeHttpClient"
+    },
+    medianMs: { inProcess: round(inProcess, 2), overHttp: round(overHttp, 2) },
+    ratio,
+    ratioOfMedians: round(overHttp / inProcess, 3),
+    target: TARGET,
+    met: ratio <= TARGET,
+    times
+  })
   console.log(`wrote ${Path.relative(process.cwd(), file)}`)
 })
 

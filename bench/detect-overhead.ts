@@ -39,6 +39,7 @@ import * as Remote from "../src/Remote.js"
 import * as Wire from "../src/Wire.js"
 import * as Worker from "../src/Worker.js"
 import * as WorkerClient from "../src/WorkerClient.js"
+import * as Results from "./results.js"
 
 const { values: args } = parseArgs({
   options: {
@@ -451,10 +452,6 @@ const program = Effect.gen(function* () {
   console.log(`load average ${loadBefore.join(" ")} -> ${loadAfter.join(" ")}`)
 
   const report = {
-    date: new Date().toISOString(),
-    node: process.version,
-    cpus: Os.cpus().length,
-    cpuModel: Os.cpus()[0]?.model,
     loadavg: { before: loadBefore, after: loadAfter },
     imageBytes: image.length,
     requestBodyBytes: bodyBytes,
@@ -465,9 +462,7 @@ const program = Effect.gen(function* () {
     totals: { client: sum("client"), server: sum("server"), answer: sum("answer") },
     roundTrips
   }
-  const file = Path.join(ROOT, "bench", "results", "detect-overhead.json")
-  Fs.mkdirSync(Path.dirname(file), { recursive: true })
-  Fs.writeFileSync(file, JSON.stringify(report, null, 2) + "\n")
+  const file = Results.write("detect-overhead", report)
   console.log(`wrote ${Path.relative(process.cwd(), file)}`)
   agent.destroy()
 })

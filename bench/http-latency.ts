@@ -32,6 +32,7 @@ import * as Http from "node:http"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { parseArgs } from "node:util"
+import * as Results from "./results.js"
 
 const { values: args } = parseArgs({
   options: {
@@ -432,10 +433,6 @@ const main = async () => {
     }
 
     const report = {
-      date: new Date().toISOString(),
-      node: process.version,
-      cpus: Os.cpus().length,
-      cpuModel: Os.cpus()[0]?.model,
       loadavg: { before: loadBefore, after: loadAfter },
       settings: {
         rounds: ROUNDS,
@@ -454,9 +451,7 @@ const main = async () => {
       workerServeFiberHandler: fiber,
       ...(platform ? { platformHttpRouter: platform } : {})
     }
-    const file = Path.join(ROOT, "bench", "results", "http-latency.json")
-    Fs.mkdirSync(Path.dirname(file), { recursive: true })
-    Fs.writeFileSync(file, JSON.stringify(report, null, 2) + "\n")
+    const file = Results.write("http-latency", report)
     console.log(`wrote ${Path.relative(process.cwd(), file)}`)
     if (args.profile !== undefined) console.log(`the worker's CPU profile goes to ${args.profile} when it exits`)
     if (failed.length > 0) {

@@ -10,11 +10,10 @@
 import { Effect } from "effect"
 import * as Deployment from "../src/Deployment.js"
 import * as Remote from "../src/Remote.js"
-import * as Fs from "node:fs"
 import * as Os from "node:os"
-import * as Path from "node:path"
 import { app, square } from "../examples/square.js"
 import * as Worker from "../src/Worker.js"
+import * as Results from "./results.js"
 
 const N = Number(process.argv[2] ?? 20_000)
 const ROUNDS = Number(process.argv[3] ?? 5)
@@ -51,9 +50,6 @@ const program = Effect.scoped(
       directSync.push(yield* perCall((x) => squareSync.handler({ x })))
     }
     const result = {
-      date: new Date().toISOString(),
-      node: process.version,
-      cpus: Os.cpus().length,
       loadavg: Os.loadavg(),
       callsPerRound: N,
       rounds: ROUNDS,
@@ -79,9 +75,7 @@ const program = Effect.scoped(
         `${result.withFiber.directMedian} us/call: the worker adds ${result.withFiber.overheadMedian} us per call ` +
         `(load average ${Os.loadavg()[0]!.toFixed(1)})`
     )
-    const file = Path.join(import.meta.dirname, "results", "invoke.json")
-    Fs.mkdirSync(Path.dirname(file), { recursive: true })
-    Fs.writeFileSync(file, JSON.stringify(result, null, 2) + "\n")
+    Results.write("invoke", result)
   })
 )
 

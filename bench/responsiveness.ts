@@ -13,10 +13,10 @@
  *   npx tsx bench/responsiveness.ts [rounds, default 3] [calls per round, default 20] [call ms, default 200]
  */
 import { startWorker } from "./fixtures/spawn.js"
-import * as Fs from "node:fs"
 import * as Http from "node:http"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import * as Results from "./results.js"
 
 const ROUNDS = Number(process.argv[2] ?? 3)
 const CALLS = Number(process.argv[3] ?? 20)
@@ -132,10 +132,6 @@ const main = async () => {
     const underLoad = summarize(health)
     const target = callMillis + 50
     const report = {
-      date: new Date().toISOString(),
-      node: process.version,
-      cpus: Os.cpus().length,
-      cpuModel: Os.cpus()[0]?.model,
       loadavgBefore: loadBefore,
       loadavgAfter: loadAfter,
       rounds: ROUNDS,
@@ -170,9 +166,7 @@ const main = async () => {
       `target p99 <= one call + 50 ms = ${report.target} ms: ${report.met ? "met" : "NOT met"} ` +
         `(a worker that did not yield would answer after the queue, ~${report.queueWithoutYielding} ms)`
     )
-    const file = Path.join(import.meta.dirname, "results", "responsiveness.json")
-    Fs.mkdirSync(Path.dirname(file), { recursive: true })
-    Fs.writeFileSync(file, JSON.stringify(report, null, 2) + "\n")
+    const file = Results.write("responsiveness", report)
     console.log(`wrote ${Path.relative(process.cwd(), file)}`)
   } finally {
     healthAgent.destroy()

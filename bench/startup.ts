@@ -20,6 +20,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { root } from "../test/fixtures/child.js"
 import { diskUsage, makeProject, pack } from "../test/fixtures/package.js"
+import * as Results from "./results.js"
 
 const RUNS = Number(process.argv[2] ?? 3)
 const CONTEXTS = 8
@@ -178,9 +179,6 @@ const main = async () => {
     const c = medians(cpu)
     const readyAfter = round(median(workerReadyAfter))
     const result = {
-      date: new Date().toISOString(),
-      node: process.version,
-      cpus: Os.cpus().length,
       loadavg: { before: loadBefore, after: loadAfter },
       runs: RUNS,
       deployment: `${CONTEXTS} contexts x ${ENTER_MS} ms (parallel), 1 benchmark call`,
@@ -229,8 +227,7 @@ const main = async () => {
     console.log(row("import effect-deployments", "importPackage", "nodeAlone"))
     console.log(row("the bin's imports (serve --help)", "binImports", "nodeAlone"))
     console.log(`  worker start -> ready (its report)           ${readyAfter} ms (contexts ${ENTER_MS} ms + benchmark)`)
-    const out = Path.join(root, "bench", "results", "startup.json")
-    Fs.writeFileSync(out, JSON.stringify(result, null, 2) + "\n")
+    const out = Results.write("startup", result)
     console.log(`written ${Path.relative(root, out)}`)
   } finally {
     Fs.rmSync(dir, { recursive: true, force: true })

@@ -9,14 +9,13 @@
  */
 import { NodeRuntime } from "@effect/platform-node"
 import * as Effect from "effect/Effect"
-import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import { selectBackend } from "../src/tfjs/internal/backend.js"
 import { decodeImage } from "../src/tfjs/internal/image.js"
 import { loadGraphModel } from "../src/tfjs/internal/io.js"
 import { detect, pose } from "../src/tfjs/internal/vision.js"
 import { centernetPath, crop, movenetPath, samplesBytes, samplesPath } from "../test/fixtures/tfjs.js"
+import * as Results from "./results.js"
 
 interface Series {
   readonly backend: string
@@ -153,17 +152,11 @@ const program = Effect.gen(function* () {
   }
 
   const report = {
-    date: new Date().toISOString(),
-    node: process.version,
-    cpus: os.cpus().length,
-    cpuModel: os.cpus()[0]?.model,
     sample: path.relative(process.cwd(), samplesPath),
     notes,
     results
   }
-  const out = path.join(import.meta.dirname, "results", "tfjs-load.json")
-  fs.mkdirSync(path.dirname(out), { recursive: true })
-  fs.writeFileSync(out, JSON.stringify(report, null, 2) + "\n")
+  const out = Results.write("tfjs-load", report)
   console.table(results)
   console.log(notes)
   console.log(`written to ${path.relative(process.cwd(), out)}`)

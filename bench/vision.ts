@@ -22,12 +22,12 @@
 import { NodeRuntime } from "@effect/platform-node"
 import { Cause, Effect } from "effect"
 import { spawn } from "node:child_process"
-import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { Worker, WorkerContext } from "../src/index.js"
 import { makeVisionWorker, sampleBytes, VisionThreads } from "../examples/vision-worker/app.js"
 import { Detect } from "../examples/vision-worker/protocol.js"
+import * as Results from "./results.js"
 
 const parts = ["startup", "throughput", "wasm", "http"] as const
 type Part = (typeof parts)[number]
@@ -531,10 +531,6 @@ const program = Effect.gen(function* () {
   if (wasmVerdict !== undefined) console.log(wasmVerdict)
 
   const result = {
-    date: new Date().toISOString(),
-    node: process.version,
-    cpus: os.cpus().length,
-    cpuModel: os.cpus()[0]?.model,
     loadAverageAtEnd: os.loadavg(),
     startups,
     calls,
@@ -549,9 +545,7 @@ const program = Effect.gen(function* () {
     http,
     rows
   }
-  const out = path.join(import.meta.dirname, "results", only === undefined ? "vision.json" : `vision-${only}.json`)
-  fs.mkdirSync(path.dirname(out), { recursive: true })
-  fs.writeFileSync(out, JSON.stringify(result, null, 2) + "\n")
+  const out = Results.write(only === undefined ? "vision" : `vision-${only}`, result)
   console.log(`written to ${path.relative(process.cwd(), out)}`)
 })
 
