@@ -183,8 +183,9 @@ const admitAndRun = (call: Call, entry: Entry, payload: unknown): void => {
   call.admitted = true
   opened(call, admitted.right.workload)
   if (entry.remote.kind === "stream") return runStream(call, entry, payload, admitted.right)
-  // 11. The handler, in a fiber with the entered contexts; a synchronous one has ended when `start` returns. A call
-  // in a session runs as part of it: `Session.Current` for the handler, interrupted when the session closes.
+  // 11. The handler, in a fiber with the entered contexts; a synchronous one has ended when `start` returns, and one
+  // whose Effect is complete already (`Effect.succeed`) comes back as its exit, with no fiber. A call in a session runs
+  // as part of it: `Session.Current` for the handler, interrupted when the session closes.
   const run: Started | Fiber.RuntimeFiber<unknown, RemoteFailure | CallTimeout | SessionGone> =
     call.session === undefined
       ? ctx.core.start(entry, payload, admitted.right, () => started(call))

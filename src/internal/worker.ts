@@ -415,37 +415,35 @@ export const start = <Provides, E, Remotes extends Remote.Definition>(
       return Either.right({ workload })
     }
 
-    /** The handler of one call: its declared error wrapped first, so nothing the worker adds is mistaken for it. */
-    const handlerOf = (entry: Entry, payload: unknown): Effect.Effect<unknown, RemoteFailure | CallTimeout> => {
-      const name = entry.remote.name
-      // Suspended: a handler that throws instead of returning an Effect dies in its call's fiber, like any defect.
-      const handler = Effect.mapError(
-        Effect.suspend(() => (entry.remote as Remote.Any).handler(payload) as Effect.Effect<unknown, unknown>),
-        (error) => new RemoteFailure({ remote: name, error, encoded: undefined })
-      )
+    /** A remote's declared error, wrapped so that nothing the worker adds is mistaken for it. */
+    const declared = (entry: Entry, error: unknown) =>
+      new RemoteFailure({ remote: entry.remote.name, error, encoded: undefined })
+
+    /** The handler's Effect as a call runs it: its declared error wrapped first, under the call timeout if any. */
+    const asCall = (
+      entry: Entry,
+      effect: Effect.Effect<unknown, unknown>
+    ): Effect.Effect<unknown, RemoteFailure | CallTimeout> => {
+      const handler = Effect.mapError(effect, (error) => declared(entry, error))
       const timeout = entry.timeout
       if (timeout === undefined) return handler
       return Effect.timeoutFail(handler, { duration: timeout, onTimeout: () => timedOut(entry, timeout) })
     }
 
-    /**
-     * The handler's Effect when it is already complete (an `Exit`: `Effect.succeed`, `Effect.fail`), as the exit a
-     * fiber running it would end with; `undefined` when it has work to run (a fiber runs it). A handler that throws
-     * ends as a defect, as in a fiber.
-     */
-    const completedExit = (
-      entry: Entry,
-      payload: unknown
-    ): Exit.Exit<unknown, RemoteFailure> | Effect.Effect<unknown, unknown> => {
-      let effect: Effect.Effect<unknown, unknown>
+    /** The handler of one call, run when the Effect runs (a handler that throws then dies in the call's fiber). */
+    const handlerOf = (entry: Entry, payload: unknown): Effect.Effect<unknown, RemoteFailure | CallTimeout> =>
+      asCall(
+        entry,
+        Effect.suspend(() => (entry.remote as Remote.Any).handler(payload) as Effect.Effect<unknown, unknown>)
+      )
+
+    /** Call the handler now: its Effect, or a defect when it throws instead of returning one (as in a fiber). */
+    const callHandler = (entry: Entry, payload: unknown): Effect.Effect<unknown, unknown> => {
       try {
-        effect = (entry.remote as Remote.Any).handler(payload) as Effect.Effect<unknown, unknown>
+        return (entry.remote as Remote.Any).handler(payload) as Effect.Effect<unknown, unknown>
       } catch (defect) {
         return Exit.die(defect)
       }
-      if (!Exit.isExit(effect)) return effect
-      const name = entry.remote.name
-      return Exit.mapError(effect, (error) => new RemoteFailure({ remote: name, error, encoded: undefined }))
     }
 
     /**
@@ -483,27 +481,16 @@ export const start = <Provides, E, Remotes extends Remote.Definition>(
       onStart?.()
       // A handler whose Effect is already complete needs no fiber: its exit is the answer (a fiber would only hand
       // it back, at several times the cost of a trivial call). Anything with work to run gets its fiber.
-      const completed = completedExit(entry, payload)
-      if (Exit.isExit(completed)) {
+      const effect = callHandler(entry, payload)
+      if (Exit.isExit(effect)) {
         slot.release()
         load.remove(admitted.workload)
-        return completed as Exit.Exit<unknown, RemoteFailure>
+        return Exit.mapError(effect, (error) => declared(entry, error))
       }
-      const name = entry.remote.name
-      const timeout = entry.timeout
-      const handler = Effect.mapError(
-        completed,
-        (error) => new RemoteFailure({ remote: name, error, encoded: undefined })
-      )
-      return fork(
-        timeout === undefined
-          ? handler
-          : Effect.timeoutFail(handler, { duration: timeout, onTimeout: () => timedOut(entry, timeout) }),
-        () => {
-          slot.release()
-          load.remove(admitted.workload)
-        }
-      )
+      return fork(asCall(entry, effect), () => {
+        slot.release()
+        load.remove(admitted.workload)
+      })
     }
 
     /**
@@ -518,7 +505,6 @@ export const start = <Provides, E, Remotes extends Remote.Definition>(
       onStart: (() => void) | undefined
     ): Effect.Effect<unknown, RemoteFailure | CallTimeout> =>
       Effect.suspend(() => {
-        const name = entry.remote.name
         const counted = entry.admission.track()
         const timeout = entry.timeout
         const began = timeout === undefined ? undefined : Deferred.unsafeMake<void>(FiberId.none)
@@ -529,7 +515,7 @@ export const start = <Provides, E, Remotes extends Remote.Definition>(
         }
         let result: Effect.Effect<unknown, RemoteFailure | CallTimeout> = Effect.mapError(
           batcher.submit(payload, { started }),
-          (error) => new RemoteFailure({ remote: name, error, encoded: undefined })
+          (error) => declared(entry, error)
         )
         if (timeout !== undefined) {
           result = Effect.raceFirst(
@@ -556,11 +542,10 @@ export const start = <Provides, E, Remotes extends Remote.Definition>(
       onStart?: () => void
     ): Stream.Stream<unknown, RemoteFailure | CallTimeout> => {
       const remote = entry.remote as Remote.AnyStream
-      const name = remote.name
       // A handler that throws while building its stream is a defect of the call, not of the worker.
       let elements: Stream.Stream<unknown, RemoteFailure | CallTimeout> = Stream.suspend(
         () => remote.handler(payload) as Stream.Stream<unknown, unknown>
-      ).pipe(Stream.mapError((error) => new RemoteFailure({ remote: name, error, encoded: undefined })))
+      ).pipe(Stream.mapError((error) => declared(entry, error)))
       const timeout = entry.timeout
       if (timeout !== undefined) {
         // The whole stream, from its start: a per-element timeout would let a slow stream run forever.
