@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, ConfigProvider, Context, Deferred, Effect, Exit, Fiber, Schema, Scope } from "effect"
+import { Cause, ConfigProvider, Context, Deferred, Effect, Exit, Fiber, FiberId, Schema, Scope } from "effect"
 import type { Duration } from "effect"
 import { App } from "../src/App.js"
 import * as Deployment from "../src/Deployment.js"
@@ -318,6 +318,49 @@ describe("wire format over HTTP", () => {
         _tag: "Failure",
         cause: { _tag: "Fail", error: { _tag: "CallFailed", reason: "defect", remote: "throws" } }
       })
+    })
+  )
+
+  it.scopedLive("a handler that interrupts itself is a defect (200 err), not the worker shutting down (503)", () =>
+    Effect.gen(function* () {
+      const selfInterrupt = Remote.make(
+        "selfInterrupt",
+        { payload: Schema.Struct({ complete: Schema.Boolean }), success: Schema.Number },
+        ({ complete }) => (complete ? Exit.failCause(Cause.interrupt(FiberId.make(7, 0))) : Effect.interrupt)
+      )
+      const served = yield* serve(Deployment.make("defects", { contexts: [], remotes: [selfInterrupt, divide, echo] }))
+      // The complete form (no fiber) and the fiber form answer alike.
+      for (const complete of [true, false]) {
+        const reply = yield* call(served.url, "selfInterrupt", { kwargs: { complete } })
+        expect([complete, reply.status, reply.json.result?.err?.contents]).toMatchObject([
+          complete,
+          200,
+          { _tag: "CallFailed", reason: "defect", remote: "selfInterrupt" }
+        ])
+      }
+      const metrics = (yield* request(`${served.url}/metrics`)).text
+      expect(metrics).toContain(`worker_calls_total{deployment="defects",remote="selfInterrupt",outcome="defect"} 2`)
+      expect(metrics).toContain(
+        `worker_calls_total{deployment="defects",remote="selfInterrupt",outcome="interrupted"} 0`
+      )
+    })
+  )
+
+  it.live("a call still running when the drain times out is interrupted by the shutdown: 503 interrupted", () =>
+    Effect.gen(function* () {
+      const { app, state } = gated()
+      const scope = yield* Scope.make()
+      const { url } = yield* Scope.extend(serve(app, { drainTimeout: "10 millis" }), scope)
+      const inflight = yield* Effect.fork(call(url, "gate", { kwargs: { units: 2 } }))
+      yield* eventually(
+        Effect.sync(() => state.started),
+        (n) => n === 1
+      )
+      yield* Scope.close(scope, Exit.void)
+      const reply = yield* Fiber.join(inflight)
+      expect(reply.status).toBe(503)
+      expect(reply.json).toMatchObject({ _tag: "CallFailed", reason: "interrupted", remote: "gate" })
+      expect(state.interrupted).toBe(1)
     })
   )
 

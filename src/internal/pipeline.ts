@@ -227,8 +227,11 @@ const settleFailure = (call: Call, cause: Cause.Cause<ServeError>): void => {
   const failure = Cause.failureOption(cause)
   if (Option.isSome(failure)) return finish(call, { _tag: "Refused", error: failure.value, admitted: true })
   if (Cause.isInterruptedOnly(cause)) {
-    const byClient = HashSet.has(Cause.interruptors(cause), clientGone)
-    return finish(call, byClient ? { _tag: "Cancelled" } : { _tag: "Interrupted" })
+    if (HashSet.has(Cause.interruptors(cause), clientGone)) return finish(call, { _tag: "Cancelled" })
+    // The shutdown interrupts calls only after the worker left "ready" (it drains first). Interrupted while ready, the
+    // call interrupted itself (`Effect.interrupt`, an `Exit` of an interruption, an empty cause): the remote's own
+    // failure, a defect answered 200, not a 503 "the worker shut down" that the reference's client would retry forever.
+    return finish(call, call.ctx.core.phase() === "ready" ? { _tag: "Defect", cause } : { _tag: "Interrupted" })
   }
   finish(call, { _tag: "Defect", cause })
 }
