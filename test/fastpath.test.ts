@@ -208,6 +208,47 @@ describe("a complete Effect is answered as the same handler in a fiber", () => {
   )
 })
 
+describe("a handler that returns no Effect", () => {
+  const untyped = Remote.make(
+    "untyped",
+    {
+      payload: Schema.Struct({ returns: Schema.String }),
+      success: Schema.Unknown,
+      benchmark: { dataset: [{ returns: "effect" }], runs: 1, warmup: 0 }
+    },
+    // What a JavaScript caller (no type checker) may write: a value, a Promise, nothing.
+    ({ returns }): any =>
+      returns === "undefined"
+        ? undefined
+        : returns === "number"
+          ? 5
+          : returns === "promise"
+            ? Promise.resolve(1)
+            : returns === "object"
+              ? { a: 1 }
+              : Exit.succeed(1)
+  )
+  const untypedApp = Deployment.make("fastpath", { contexts: [], remotes: [untyped] })
+
+  it.scopedLive("is a defect of the call (200 err over HTTP, CallFailed in process), and frees its slot", () =>
+    Effect.gen(function* () {
+      const { url, worker } = yield* Worker.serveEffect(untypedApp, local)
+      for (const returns of ["undefined", "number", "promise", "object"]) {
+        const reply = yield* post(url, "untyped", { payload: { args: [returns] } })
+        expect([returns, reply.status, reply.json.result?.err?.contents]).toMatchObject([
+          returns,
+          200,
+          { _tag: "CallFailed", reason: "defect" }
+        ])
+        const invoked = yield* Effect.flip(worker.invoke("untyped", { returns }))
+        expect([returns, invoked]).toMatchObject([returns, { _tag: "CallFailed", reason: "defect" }])
+      }
+      expect((yield* worker.stats)[0]).toMatchObject({ running: 0, queued: 0 })
+      expect((yield* post(url, "untyped", { payload: { args: ["effect"] } })).json).toEqual({ result: { ok: 1 } })
+    })
+  )
+})
+
 // ---------------------------------------------------------------------------
 // the engine report
 // ---------------------------------------------------------------------------
