@@ -208,6 +208,32 @@ describe("a complete Effect is answered as the same handler in a fiber", () => {
   )
 })
 
+describe("a handler that interrupts itself, in process", () => {
+  it.scoped("fails invoke with a CallFailed defect (as over HTTP); the caller is not interrupted", () =>
+    Effect.gen(function* () {
+      const worker = yield* Worker.start(app, { benchmark: false })
+      yield* worker.awaitReady
+      for (const remote of ["complete", "fiber"]) {
+        for (const name of ["interrupt", "empty"]) {
+          const exit = yield* Effect.exit(worker.invoke(remote, { case: name }))
+          expect([remote, name, exit]).toMatchObject([
+            remote,
+            name,
+            { _tag: "Failure", cause: { _tag: "Fail", error: { _tag: "CallFailed", reason: "defect", remote } } }
+          ])
+        }
+      }
+      // One such call among others: the caller goes on to the next.
+      const all = yield* Effect.forEach(["number", "interrupt", "string"], (name) =>
+        Effect.either(worker.invoke("complete", { case: name }))
+      )
+      expect(all.map((r) => r._tag)).toEqual(["Right", "Left", "Right"])
+      const calls = (yield* worker.metrics).remotes.find((r) => r.name === "complete")!.calls
+      expect(calls).toMatchObject({ defect: 3, interrupted: 0, ok: 2 })
+    })
+  )
+})
+
 describe("a handler that returns no Effect", () => {
   const untyped = Remote.make(
     "untyped",

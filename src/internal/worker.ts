@@ -689,7 +689,10 @@ export const start = <Provides, E, Remotes extends Remote.Definition>(
           })
         )
       }
-      if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause as Cause.Cause<never>)
+      // The caller's own interruption never gets here (its handlers do not run); the shutdown's comes after "ready". An
+      // interruption while ready is the remote's own doing (`Effect.interrupt`): a defect, as the HTTP pipeline says,
+      // not an interruption of a caller that nobody interrupted.
+      if (Cause.isInterruptedOnly(cause) && life.phase !== "ready") return Effect.failCause(cause as Cause.Cause<never>)
       return defect(name, cause)
     }
 
