@@ -586,46 +586,40 @@ export const readBody = (
   if (Number.isFinite(declared) && declared > limit) return done(new PayloadTooLarge({ limitBytes: limit }), undefined)
   const chunks: Array<Buffer> = []
   let size = 0
-  const cleanup = () => {
+  // Once settled, later events are ignored (the listeners stay: the request is done with, and removing them on every
+  // call was a measurable share of a trivial one).
+  let settled = false
+  const settle = (error: BodyError | undefined, body: Buffer | undefined) => {
+    if (settled) return
+    settled = true
     deadlines.remove(pending)
-    req.off("data", onData)
-    req.off("end", onEnd)
-    req.off("error", onError)
+    // What was read of a refused body is not kept while the rest arrives.
+    if (error !== undefined) chunks.length = 0
+    done(error, body)
   }
-  const onData = (chunk: Buffer) => {
-    size += chunk.length
-    if (size > limit) {
-      cleanup()
-      req.resume()
-      done(new PayloadTooLarge({ limitBytes: limit }), undefined)
-    } else {
-      chunks.push(chunk)
-    }
-  }
-  const onEnd = () => {
-    cleanup()
-    done(undefined, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size))
-  }
-  const onError = (error: Error) => {
-    cleanup()
-    done(
-      new WireDecodeError({ reason: "InvalidJson", path: "$", message: `could not read the body: ${error.message}` }),
-      undefined
-    )
-  }
-  const pending = deadlines.add((why) => {
-    cleanup()
+  const pending = deadlines.add((why) =>
     // Nothing more is read: the answer closes the connection, whatever is still on its way.
-    done(
+    settle(
       why === "timeout"
         ? requestTimeout(Duration.toMillis(deadlines.timeout))
         : new WorkerUnavailable({ reason: "stopped", detail: "the worker is shutting down" }),
       undefined
     )
+  )
+  req.on("data", (chunk: Buffer) => {
+    if (settled) return
+    size += chunk.length
+    if (size <= limit) return void chunks.push(chunk)
+    // The rest is read on (the stream flows) and dropped.
+    settle(new PayloadTooLarge({ limitBytes: limit }), undefined)
   })
-  req.on("data", onData)
-  req.on("end", onEnd)
-  req.on("error", onError)
+  req.on("end", () => settle(undefined, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)))
+  req.on("error", (error: Error) =>
+    settle(
+      new WireDecodeError({ reason: "InvalidJson", path: "$", message: `could not read the body: ${error.message}` }),
+      undefined
+    )
+  )
 }
 
 /** Why a body was not read. */
