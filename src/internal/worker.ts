@@ -128,8 +128,8 @@ export interface Entry {
 }
 
 /**
- * A call started by {@link Core.start}: its exit when the handler's Effect was complete already (`Effect.succeed`,
- * `Effect.fail`: no fiber is needed), else the fiber running it.
+ * A call started by {@link Core.start}: its exit when the handler's Effect was an `Exit` already (`Effect.succeed`,
+ * `Exit.fail`: no fiber is needed), else the fiber running it.
  */
 export type Started =
   Exit.Exit<unknown, RemoteFailure | CallTimeout> | Fiber.RuntimeFiber<unknown, RemoteFailure | CallTimeout>
