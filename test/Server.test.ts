@@ -8,23 +8,12 @@ import * as Remote from "../src/Remote.js"
 import * as Worker from "../src/Worker.js"
 import * as WorkerContext from "../src/WorkerContext.js"
 import { ping } from "./fixtures/probe.js"
-import { boom, divide, echo, keyPair, pubkeyServer, request, sign } from "./fixtures/serving.js"
+import { boom, divide, echo, eventually, keyPair, pubkeyServer, request, sign } from "./fixtures/serving.js"
 
 const local = { port: 0, host: "127.0.0.1", handleSignals: false, benchmark: false } as const
 
 const serve = <P, E, R extends Remote.Any>(app: Deployment.Deployment<P, E, R>, options: Worker.ServeOptions = {}) =>
   Effect.tap(Worker.serveEffect(app, { ...local, ...options }), (served) => served.worker.awaitReady)
-
-/** Poll (real time, a few ms apart) until `predicate` holds; fails the test after ~2 s instead of hanging. */
-const eventually = <A, E>(effect: Effect.Effect<A, E>, predicate: (a: A) => boolean) =>
-  Effect.gen(function* () {
-    for (let i = 0; i < 400; i++) {
-      const a = yield* effect
-      if (predicate(a)) return a
-      yield* Effect.sleep("5 millis")
-    }
-    return yield* Effect.die(new Error("condition not reached"))
-  })
 
 const app = Deployment.make("wire", { contexts: [], remotes: [echo, divide, boom] })
 

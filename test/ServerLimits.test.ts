@@ -9,26 +9,12 @@ import * as Net from "node:net"
 import * as Deployment from "../src/Deployment.js"
 import * as Remote from "../src/Remote.js"
 import * as Worker from "../src/Worker.js"
-import { divide, echo, request } from "./fixtures/serving.js"
+import { divide, echo, eventually, request } from "./fixtures/serving.js"
 
 const local = { port: 0, host: "127.0.0.1", handleSignals: false, benchmark: false } as const
 
 const serve = <P, E, R extends Remote.Any>(app: Deployment.Deployment<P, E, R>, options: Worker.ServeOptions = {}) =>
   Effect.tap(Worker.serveEffect(app, { ...local, ...options }), (served) => served.worker.awaitReady)
-
-/** Wait in real time, whatever clock the test runs on (the server's sockets live in real time). */
-const realSleep = (millis: number) => Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, millis)))
-
-/** Poll (real time, a few ms apart) until `predicate` holds; fails the test after ~4 s instead of hanging. */
-const eventually = <A, E>(effect: Effect.Effect<A, E>, predicate: (a: A) => boolean) =>
-  Effect.gen(function* () {
-    for (let i = 0; i < 800; i++) {
-      const a = yield* effect
-      if (predicate(a)) return a
-      yield* realSleep(5)
-    }
-    return yield* Effect.die(new Error("condition not reached"))
-  })
 
 /** A raw connection: write bytes, read everything that comes back, see it close. Destroyed with the scope. */
 const connect = (url: string) =>

@@ -10,7 +10,7 @@ import * as Worker from "../src/Worker.js"
 import * as WorkerClient from "../src/WorkerClient.js"
 import { CallFailed } from "../src/WorkerError.js"
 import { ping } from "./fixtures/probe.js"
-import { request } from "./fixtures/serving.js"
+import { eventually, request } from "./fixtures/serving.js"
 
 const local = { port: 0, host: "127.0.0.1", handleSignals: false, benchmark: false } as const
 
@@ -94,17 +94,6 @@ const rest = (reply: { line: () => Promise<string | undefined> }) =>
     const out: Array<unknown> = []
     for (let l = await reply.line(); l !== undefined; l = await reply.line()) out.push(JSON.parse(l))
     return out
-  })
-
-/** Poll (real time, a few ms apart) until `predicate` holds; fails the test after ~2 s instead of hanging. */
-const eventually = <A>(effect: Effect.Effect<A>, predicate: (a: A) => boolean) =>
-  Effect.gen(function* () {
-    for (let i = 0; i < 400; i++) {
-      const a = yield* effect
-      if (predicate(a)) return a
-      yield* Effect.sleep("5 millis")
-    }
-    return yield* Effect.die(new Error("condition not reached"))
   })
 
 const metricsOf = (url: string) => Effect.map(request(`${url}/metrics`), (r) => r.text)

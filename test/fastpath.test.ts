@@ -12,7 +12,7 @@ import * as Remote from "../src/Remote.js"
 import * as Session from "../src/Session.js"
 import * as Worker from "../src/Worker.js"
 import { CallTimeout, PayloadInvalid, WorkerUnavailable } from "../src/WorkerError.js"
-import { DivideByZero, request } from "./fixtures/serving.js"
+import { DivideByZero, eventually, request } from "./fixtures/serving.js"
 
 const local = { port: 0, host: "127.0.0.1", handleSignals: false, benchmark: false } as const
 
@@ -381,17 +381,6 @@ const gate = (maxQueue: number) => {
   )
   return { state, remote, app: Deployment.make("fastpath", { contexts: [], remotes: [remote] }) }
 }
-
-/** Poll (real time, a few ms apart) until `predicate` holds; fails the test after ~2 s instead of hanging. */
-const eventually = <A, E>(effect: Effect.Effect<A, E>, predicate: (a: A) => boolean) =>
-  Effect.gen(function* () {
-    for (let i = 0; i < 400; i++) {
-      const a = yield* effect
-      if (predicate(a)) return a
-      yield* Effect.sleep("5 millis")
-    }
-    return yield* Effect.die(new Error("condition not reached"))
-  })
 
 /** Let forked fibers run (no clock time passes) until `predicate` holds. */
 const settle = <A>(effect: Effect.Effect<A>, predicate: (a: A) => boolean) =>
