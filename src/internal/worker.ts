@@ -574,12 +574,13 @@ export const start = <Provides, E, Remotes extends Remote.Definition>(
       return fiber
     }
 
-    /** Fork, and wait for the fiber without inheriting its FiberRefs; interrupting the waiter interrupts the call. */
+    /** Wait for a call's fiber without inheriting its FiberRefs; interrupting the waiter interrupts the call. */
+    const awaitCall = <A, E>(fiber: Fiber.RuntimeFiber<A, E>): Effect.Effect<A, E> =>
+      Effect.flatten(Fiber.await(fiber)).pipe(Effect.onInterrupt(() => Fiber.interrupt(fiber)))
+
+    /** Fork with the entered contexts, and wait for it ({@link awaitCall}). */
     const runForked = <A, E>(effect: Effect.Effect<A, E, any>): Effect.Effect<A, E> =>
-      Effect.suspend(() => {
-        const fiber = fork(effect)
-        return Effect.flatten(Fiber.await(fiber)).pipe(Effect.onInterrupt(() => Fiber.interrupt(fiber)))
-      })
+      Effect.suspend(() => awaitCall(fork(effect)))
 
     const notFound = (name: string) => new RemoteNotFound({ remote: name, known: knownRemotes })
 
@@ -596,7 +597,7 @@ export const start = <Provides, E, Remotes extends Remote.Definition>(
         // worker's (with the entered contexts, not the caller's FiberRefs), and interrupting the caller interrupts it.
         const started = startCall(entry, payload, admitted.right)
         if (Exit.isExit(started)) return started
-        return Effect.flatten(Fiber.await(started)).pipe(Effect.onInterrupt(() => Fiber.interrupt(started)))
+        return awaitCall(started)
       })
 
     const callUnary = (remote: Remote.Any, payload: unknown, internal = false) => {
